@@ -1,0 +1,1 @@
+"""Finetuning methods (FMT, prompt tuning, LoRA), the training loop and evaluation."""

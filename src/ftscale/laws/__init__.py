@@ -1,0 +1,1 @@
+"""Scaling-law forms, fitting, evaluation and critical points (pure numpy/scipy, no torch)."""

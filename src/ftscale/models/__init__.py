@@ -1,0 +1,1 @@
+"""Base-model family (size ladder, parameter counts) and pretraining with checkpoints."""

@@ -1,0 +1,1 @@
+"""Analysis and report: tables, plots, HTML, advice."""

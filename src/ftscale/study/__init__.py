@@ -1,0 +1,1 @@
+"""Study orchestration: spec, plan, store, executors."""

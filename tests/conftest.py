@@ -1,0 +1,32 @@
+"""Shared test fixtures: the real data beside the repository (``../shared/data``), skipped when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Where the shared reference data lives: $FTSCALE_SHARED_DATA or ../shared/data beside the repo."""
+    env = os.environ.get("FTSCALE_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path}")
+    return path
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for running ``python -m ftscale`` from a checkout without installing it."""
+    env = dict(os.environ)
+    src = str(REPO_ROOT / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
