@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ftscale.errors import UserError
+from ftscale.study.cli import study_app
 
 app = typer.Typer(
     name="ftscale",
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(study_app, name="study")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -1,0 +1,144 @@
+"""``ftscale study run | plan | status | export``: run a study grid, inspect it, export its results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ftscale.errors import UserError
+
+study_app = typer.Typer(
+    help="Run a scaling study (a grid of pretraining and finetuning jobs) and inspect its store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@study_app.command("run")
+def run_command(
+    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml", help="The study specification."),
+    study_dir: Path = typer.Option(
+        ..., "--dir", help="Study directory (created; rerun the same command to resume)."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", help="Jobs run at once (local: a process pool splitting cores)."
+    ),
+    backend: str = typer.Option("local", "--backend", help="local | ray"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: start one locally)."
+    ),
+    max_retries: int = typer.Option(2, "--max-retries", help="Retries of a failed job within this run."),
+    force: bool = typer.Option(False, "--force", help="Run even if DIR holds a different spec."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Run every job of STUDY.yaml that is not done yet in DIR (resumes after a crash)."""
+    from ftscale.study.run import resolve_job_function, run_study
+    from ftscale.study.spec import load_spec
+
+    spec = load_spec(spec_path)
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be >= 1")
+    if max_retries < 0:
+        raise UserError(f"--max-retries {max_retries}: must be >= 0")
+    if backend not in ("local", "ray"):
+        raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
+    if address and backend != "ray":
+        raise UserError("--address is only used with --backend ray")
+    job_fn = resolve_job_function()
+    summary = run_study(
+        spec,
+        study_dir,
+        job_fn,
+        backend=backend,
+        workers=workers,
+        address=address,
+        max_retries=max_retries,
+        progress=not no_progress,
+        force=force,
+        spec_text=spec_path.read_text(encoding="utf-8", errors="replace"),
+    )
+    console.print(
+        f"study {spec.name}: {summary.done}/{summary.total} jobs done, {summary.failed} failed "
+        f"({summary.executed} attempts in this run) → {study_dir}"
+    )
+    for job_id, reason in list(summary.failed_jobs.items())[:10]:
+        console.print(f"  [red]failed[/] {job_id[:12]}: {reason}", highlight=False)
+    if summary.failed:
+        console.print(f"see 'ftscale study status {study_dir}'; rerun the same command to retry")
+        raise typer.Exit(1)
+
+
+@study_app.command("plan")
+def plan_command(spec_path: Path = typer.Argument(..., metavar="STUDY.yaml")) -> None:
+    """Print the jobs the study expands to (per kind and per factor × method) without running anything."""
+    from ftscale.study.plan import build_plan
+    from ftscale.study.spec import load_spec
+
+    spec = load_spec(spec_path)
+    plan = build_plan(spec)
+    counts = plan.counts()
+    table = Table(title=f"study {spec.name}: {counts['total']} jobs")
+    table.add_column("factor")
+    table.add_column("method")
+    table.add_column("runs", justify="right")
+    table.add_column("held out", justify="right")
+    for (factor, method), cell in sorted(counts["factors"].items()):
+        table.add_row(factor, method, str(cell["runs"]), str(cell["heldout"]))
+    console.print(table)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts["kinds"].items())
+    console.print(f"jobs: {kinds}; {counts['shared']} finetuning runs are shared by several factors")
+
+
+@study_app.command("status")
+def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None:
+    """Counts of done / running / failed / pending jobs per kind and factor, and the failures' reasons."""
+    from ftscale.study.store import Store
+
+    with Store.open(study_dir) as store:
+        rows = store.rows()
+        active = store.lock_is_held()
+    statuses = ("done", "running", "failed", "pending")
+    groups: dict[str, dict[str, int]] = {}
+    for row in rows:
+        keys = [row["kind"]] + [f"  {row['kind']} · {factor}" for factor in sorted(row["factors"] or {})]
+        for key in keys:
+            counts = groups.setdefault(key, dict.fromkeys(statuses, 0))
+            counts[row["status"]] += 1
+    table = Table(title=f"{study_dir}: {len(rows)} jobs" + ("" if active else " (no run active)"))
+    table.add_column("kind · factor")
+    for name in statuses:
+        table.add_column(name, justify="right")
+    for key, counts in groups.items():
+        table.add_row(key, *(str(counts[name]) for name in statuses))
+    console.print(table)
+    stale = [row for row in rows if row["status"] == "running"]
+    if stale and not active:
+        console.print(
+            f"[yellow]{len(stale)} job(s) marked running belong to a stopped run; rerun to resume[/]"
+        )
+    failed = [row for row in rows if row["status"] == "failed"]
+    for row in failed[:20]:
+        console.print(f"[red]failed[/] {row['id'][:12]} {row['label']}: {row['reason']}", highlight=False)
+    if len(failed) > 20:
+        console.print(f"... and {len(failed) - 20} more failed jobs")
+
+
+@study_app.command("export")
+def export_command(
+    study_dir: Path = typer.Argument(..., metavar="DIR"),
+    fmt: str = typer.Option("csv", "--format", help="csv | parquet"),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+) -> None:
+    """Export one row per job (axes, factors, held-out flags, metrics, timings) to CSV or Parquet."""
+    from ftscale.study.store import Store
+
+    if fmt not in ("csv", "parquet"):
+        raise UserError(f"--format {fmt!r}: choose csv or parquet")
+    with Store.open(study_dir) as store:
+        path = store.export(out, fmt)
+    console.print(f"wrote {path}")

@@ -1,0 +1,455 @@
+"""The study store: one SQLite database per study directory, one row per job with its status and metrics.
+
+The database (``study.sqlite``, WAL mode) is the single source of truth. A job's end (done or failed) is written
+in one transaction. A running job carries its owner's pid and a heartbeat; only one process may run a study at a
+time (an OS file lock, released by the kernel if the process dies), so rows left 'running' when a new run takes
+the lock belong to a crashed run and are reset to pending.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ftscale.errors import UserError
+from ftscale.study.plan import AXES, FACTORS, Job, StudyPlan
+from ftscale.study.spec import StudySpec, spec_to_yaml
+
+DB_NAME = "study.sqlite"
+SPEC_NAME = "study.yaml"
+LOCK_NAME = "run.lock"
+STATUSES = ("pending", "running", "done", "failed")
+# Metrics promoted to their own columns (all metrics stay in the JSON column).
+METRIC_COLUMNS = (
+    "loss",
+    "ppl",
+    "dev_loss",
+    "bleu",
+    "chrf",
+    "rougeL",
+    "trainable_params",
+    "total_params",
+    "best_step",
+    "train_seconds",
+)
+_AXIS_TYPES = {
+    "model_size": "TEXT",
+    "non_embedding_params": "INTEGER",
+    "pretrain_tokens": "INTEGER",
+    "checkpoint_kind": "TEXT",
+    "method": "TEXT",
+    "pet_size": "INTEGER",
+    "ft_examples": "INTEGER",
+    "seed": "INTEGER",
+}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    plan_order INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    error_detail TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    owner_pid INTEGER,
+    heartbeat REAL,
+    started_at REAL,
+    ended_at REAL,
+    duration_s REAL,
+    params TEXT NOT NULL,
+    deps TEXT NOT NULL,
+    axes TEXT NOT NULL,
+    factors TEXT NOT NULL,
+    metrics TEXT,
+    environment TEXT,
+    spec_hash TEXT NOT NULL,
+    {", ".join(f"{name} {sql_type}" for name, sql_type in _AXIS_TYPES.items())},
+    {", ".join(f'"{name}" REAL' for name in METRIC_COLUMNS)}
+);
+"""
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware that may affect results (no hostname, no user)."""
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "peft": version("peft"),
+        "ftscale": version("ftscale") or _ftscale_version(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _ftscale_version() -> str:
+    from ftscale import __version__
+
+    return __version__
+
+
+class Store:
+    """Access to ``DIR/study.sqlite``. Open with :meth:`open` (existing study) or :meth:`create`."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.study_dir = Path(study_dir)
+        self.path = self.study_dir / DB_NAME
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._lock_file: Any = None
+
+    # --- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, study_dir: str | Path) -> Store:
+        study_dir = Path(study_dir)
+        if not (study_dir / DB_NAME).is_file():
+            raise UserError(
+                f"{study_dir}: not a study directory (no {DB_NAME}); run 'ftscale study run' first"
+            )
+        return cls(study_dir)
+
+    @classmethod
+    def prepare(
+        cls, study_dir: str | Path, spec: StudySpec, spec_text: str | None = None, force: bool = False
+    ) -> Store:
+        """Open or create the study directory for ``spec``; refuse a different spec unless ``force``.
+
+        Checks happen before anything is written, so a refused run leaves the directory as it was.
+        """
+        study_dir = Path(study_dir)
+        if study_dir.exists() and not study_dir.is_dir():
+            raise UserError(f"{study_dir}: exists and is not a directory; choose another --dir")
+        db = study_dir / DB_NAME
+        spec_hash = spec.identity_hash()
+        if db.is_file():
+            existing = cls(study_dir)
+            stored = existing.meta("spec_hash")
+            if stored is not None and stored != spec_hash and not force:
+                existing.close()
+                raise UserError(
+                    f"{study_dir}: holds a different study spec ({study_dir / SPEC_NAME}); "
+                    "use a new --dir, or --force to replace its plan (finished runs with the same id are kept)"
+                )
+            store = existing
+        else:
+            if study_dir.is_dir() and any(study_dir.iterdir()) and not force:
+                raise UserError(
+                    f"{study_dir}: directory is not empty and is not a study; use a new --dir or --force"
+                )
+            study_dir.mkdir(parents=True, exist_ok=True)
+            store = cls(study_dir)
+        (study_dir / SPEC_NAME).write_text(spec_text if spec_text is not None else spec_to_yaml(spec))
+        store.set_meta("spec_hash", spec_hash)
+        store.set_meta("name", spec.name)
+        return store
+
+    def close(self) -> None:
+        self.release_lock()
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- run lock -----------------------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Take the study's run lock (one driver at a time); the kernel frees it if the process dies."""
+        handle = open(self.study_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(
+                f"{self.study_dir}: already being run by pid {owner}; wait for it or stop it, then rerun"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+
+    def release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def lock_is_held(self) -> bool:
+        """Whether some process is running this study now."""
+        lock_path = self.study_dir / LOCK_NAME
+        if self._lock_file is not None:
+            return True
+        if not lock_path.exists():
+            return False
+        with open(lock_path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    # --- meta ---------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # --- plan sync ----------------------------------------------------------------------------------
+    def sync_plan(self, plan: StudyPlan) -> None:
+        """Insert the plan's new jobs as pending and refresh factor memberships of existing ones.
+
+        Jobs of an older plan that the current plan no longer has are kept (their results stay exportable)
+        but are not run.
+        """
+        spec_hash = plan.spec.identity_hash()
+        with self._transaction() as conn:
+            for order, job in enumerate(plan.jobs):
+                axis_values = [job.axes.get(name) for name in _AXIS_TYPES]
+                conn.execute(
+                    f"""INSERT INTO jobs (id, kind, label, plan_order, params, deps, axes, factors, spec_hash,
+                        {", ".join(_AXIS_TYPES)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {", ".join("?" * len(_AXIS_TYPES))})
+                        ON CONFLICT(id) DO UPDATE SET factors = excluded.factors, label = excluded.label,
+                        plan_order = excluded.plan_order, spec_hash = excluded.spec_hash""",
+                    (
+                        job.id,
+                        job.kind,
+                        job.label,
+                        order,
+                        json.dumps(job.params, sort_keys=True),
+                        json.dumps(list(job.deps)),
+                        json.dumps(job.axes, sort_keys=True),
+                        json.dumps(job.factors, sort_keys=True),
+                        spec_hash,
+                        *axis_values,
+                    ),
+                )
+
+    def reset_interrupted(self) -> int:
+        """After taking the run lock: rows still 'running' belong to a dead run; make them pending again."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'pending', reason = 'interrupted (previous run stopped)', owner_pid = NULL "
+                "WHERE status = 'running'"
+            )
+            return cursor.rowcount
+
+    def reset_failed(self, job_ids: list[str] | None = None) -> int:
+        """Failed jobs (and jobs blocked by them) become pending again for a new run."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'pending', failures = 0 WHERE status = 'failed'"
+                + (f" AND id IN ({','.join('?' * len(job_ids))})" if job_ids else ""),
+                tuple(job_ids or ()),
+            )
+            return cursor.rowcount
+
+    # --- job lifecycle --------------------------------------------------------------------------------
+    def mark_running(self, job_id: str) -> int:
+        """Record an attempt start; returns the attempt number (1-based)."""
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, owner_pid = ?, heartbeat = ?, "
+                "started_at = ?, ended_at = NULL, duration_s = NULL WHERE id = ?",
+                (os.getpid(), now, now, job_id),
+            )
+            return int(conn.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+
+    def heartbeat(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self._conn.execute(
+                f"UPDATE jobs SET heartbeat = ? WHERE id IN ({','.join('?' * len(job_ids))})",
+                (time.time(), *job_ids),
+            )
+
+    def mark_done(
+        self, job_id: str, metrics: Mapping[str, Any], env: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a finished job: status, metrics (JSON + promoted columns), timing, environment, atomically."""
+        now = time.time()
+        clean = json.loads(json.dumps(dict(metrics), default=_json_default))
+        promoted = [_as_float(clean.get(name)) for name in METRIC_COLUMNS]
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT started_at, non_embedding_params FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            started = row["started_at"] if row and row["started_at"] else now
+            ne_params = clean.get("non_embedding_params", row["non_embedding_params"] if row else None)
+            conn.execute(
+                f"""UPDATE jobs SET status = 'done', reason = NULL, error_detail = NULL, owner_pid = NULL,
+                    ended_at = ?, duration_s = ?, metrics = ?, environment = ?, non_embedding_params = ?,
+                    {", ".join(f'"{name}" = ?' for name in METRIC_COLUMNS)} WHERE id = ?""",
+                (
+                    now,
+                    now - started,
+                    json.dumps(clean, sort_keys=True),
+                    json.dumps(dict(env or {}), sort_keys=True),
+                    ne_params,
+                    *promoted,
+                    job_id,
+                ),
+            )
+
+    def mark_failed(self, job_id: str, reason: str, detail: str | None = None, final: bool = True) -> None:
+        """Record a failed attempt; ``final`` says no retry follows (status 'failed', else back to 'pending')."""
+        now = time.time()
+        status = "failed" if final else "pending"
+        with self._transaction() as conn:
+            row = conn.execute("SELECT started_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            started = row["started_at"] if row and row["started_at"] else now
+            conn.execute(
+                "UPDATE jobs SET status = ?, reason = ?, error_detail = ?, failures = failures + 1, "
+                "owner_pid = NULL, ended_at = ?, duration_s = ? WHERE id = ?",
+                (status, reason, detail, now, now - started, job_id),
+            )
+
+    def mark_blocked(self, job_id: str, dep_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', reason = ? WHERE id = ?",
+                (f"dependency {dep_id[:12]} failed", job_id),
+            )
+
+    # --- reading ------------------------------------------------------------------------------------
+    def rows(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM jobs"
+        args: tuple[Any, ...] = ()
+        if ids is not None:
+            query += f" WHERE id IN ({','.join('?' * len(ids))})"
+            args = tuple(ids)
+        rows = [dict(row) for row in self._conn.execute(query + " ORDER BY plan_order", args)]
+        for row in rows:
+            for key in ("params", "deps", "axes", "factors", "metrics", "environment"):
+                row[key] = json.loads(row[key]) if row[key] else None
+        return rows
+
+    def statuses(self) -> dict[str, str]:
+        return {row["id"]: row["status"] for row in self._conn.execute("SELECT id, status FROM jobs")}
+
+    def metrics_of(self, job_id: str) -> dict[str, Any]:
+        row = self._conn.execute("SELECT metrics FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return json.loads(row["metrics"]) if row and row["metrics"] else {}
+
+    def to_dataframe(self) -> Any:
+        """One row per job: ids, status, axes, factor memberships (``heldout_<factor>``: None when the run is
+        not part of that factor), promoted metrics, ``metrics`` / ``params`` as JSON text, timings."""
+        import pandas as pd
+
+        records = []
+        rows = self.rows()
+        by_id = {row["id"]: row for row in rows}
+        for row in rows:
+            record = {
+                key: row[key] for key in ("id", "kind", "label", "status", "reason", "attempts", "failures")
+            }
+            record.update({name: row[name] for name in _AXIS_TYPES})
+            if record["non_embedding_params"] is None:
+                # finetuning runs inherit the parameter count their pretraining job reported
+                for dep in row["deps"]:
+                    dep_params = by_id.get(dep, {}).get("non_embedding_params")
+                    if dep_params is not None:
+                        record["non_embedding_params"] = dep_params
+            factors = row["factors"] or {}
+            record["factors"] = ",".join(sorted(factors))
+            for factor in FACTORS:
+                record[f"heldout_{factor}"] = factors.get(factor)
+            record.update({name: row[name] for name in METRIC_COLUMNS})
+            for key in ("started_at", "ended_at", "duration_s", "spec_hash"):
+                record[key] = row[key]
+            record["metrics"] = (
+                json.dumps(row["metrics"], sort_keys=True) if row["metrics"] is not None else None
+            )
+            record["params"] = json.dumps(row["params"], sort_keys=True)
+            record["environment"] = (
+                json.dumps(row["environment"], sort_keys=True) if row["environment"] is not None else None
+            )
+            records.append(record)
+        frame = pd.DataFrame.from_records(records)
+        for column in (
+            "non_embedding_params",
+            "pretrain_tokens",
+            "pet_size",
+            "ft_examples",
+            "seed",
+            "attempts",
+        ):
+            if column in frame:
+                frame[column] = frame[column].astype("Int64")
+        return frame
+
+    def export(self, out: str | Path, fmt: str) -> Path:
+        out = Path(out)
+        if fmt not in ("csv", "parquet"):
+            raise UserError(f"--format {fmt!r}: choose csv or parquet")
+        frame = self.to_dataframe()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        shutil.move(tmp, out)
+        return out
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+__all__ = ["AXES", "DB_NAME", "METRIC_COLUMNS", "SPEC_NAME", "Job", "Store", "environment"]
