@@ -373,7 +373,8 @@ def _pretrain_tokens_problems(spec: StudySpec) -> list[tuple[str, str]]:
 
 
 def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
+    same_but_case = [c for c in choices if c.lower() == word.lower()]
+    close = same_but_case or difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
