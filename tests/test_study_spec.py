@@ -117,13 +117,13 @@ CASES: list[tuple[str, Any, str]] = [
     ),
     (
         "pet_sweep_without_method",
-        mutate("methods.prompt", None),
+        _without_prompt(),
         "factors.prompt_length: sweeping prompt_length needs methods.prompt",
     ),
     (
         "ft_size_over_pool",
-        mutate("task.train_pool", 30),
-        "factors.ft_sizes.fmt[2]: 40 exceeds task.train_pool (30)",
+        mutate("factors.ft_sizes.fmt", [10, 20, 900]),
+        "factors.ft_sizes.fmt[2]: 900 exceeds task.train_pool (500)",
     ),
     ("lr_not_a_number", mutate("methods.fmt", {"lr": "fast"}), "methods.fmt.lr:"),
     ("sizes_not_a_list", mutate("family.pretrain.sizes", "xs"), "family.pretrain.sizes:"),
