@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 
 from conftest import REPO_ROOT
-from test_study_spec import BASE
-
 from ftscale.study.plan import build_plan
 from ftscale.study.spec import load_spec, parse_spec
+from test_study_spec import BASE
 
 
 def test_same_spec_gives_same_ids() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, cli_env
 
+from conftest import REPO_ROOT, cli_env
 from ftscale.errors import SpecError
 from ftscale.study.spec import load_spec, parse_spec
 
