@@ -18,7 +18,7 @@ from ftscale.study.plan import build_plan
 from ftscale.study.run import run_study
 from ftscale.study.spec import parse_spec
 from ftscale.study.store import Store
-from test_study_fakes import expected_metrics, failing_job, fake_job
+from test_study_fakes import crash_once_job, expected_metrics, failing_job, fake_job
 from test_study_spec import BASE
 
 SMALL: dict[str, Any] = copy.deepcopy(BASE)
@@ -199,3 +199,16 @@ def test_default_runner_is_reported_as_not_wired(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 2 and "not wired yet" in done.stderr and not (tmp_path / "d").exists()
+
+
+def test_process_pool_survives_a_dead_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", f"{REPO_ROOT / 'src'}:{REPO_ROOT / 'tests'}")
+    monkeypatch.setenv("FAKE_MARKER_DIR", str(tmp_path))
+    summary = run_study(spec(), tmp_path / "pool", crash_once_job, workers=2, progress=False)
+    assert summary.done == summary.total
+    crashed = (tmp_path / "crashed").read_text()
+    with Store.open(tmp_path / "pool") as store:
+        row = next(r for r in store.rows() if r["id"] == crashed)
+    assert row["attempts"] == 2 and row["failures"] == 1
+    run_study(spec(), tmp_path / "seq", fake_job, progress=False)
+    pd.testing.assert_frame_equal(results(tmp_path / "seq"), results(tmp_path / "pool"))
