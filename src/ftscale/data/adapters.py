@@ -376,12 +376,16 @@ def synthetic_task(
     config: Any | None = None,
     seed: int = 0,
     pretraining_tokens: int = 2_000_000,
+    zero_shot_sources: Sequence[str] = ("fr",),
     template: str = "",
     separator: str = "",
 ) -> TaskData:
-    """A task on the embedded synthetic bilingual corpus (no files needed). ``config`` is a
-    ``SyntheticConfig``; without one, ``SyntheticConfig(seed=seed)``. For summarisation, ``tgt`` is the language."""
-    from ftscale.data.synthetic import SyntheticConfig, SyntheticCorpus
+    """A task on the embedded synthetic corpus (no files needed). ``config`` is a ``SyntheticConfig``; without
+    one, ``SyntheticConfig(seed=seed)``. For summarisation, ``tgt`` is the language. Translation gets zero-shot
+    test sets from each of ``zero_shot_sources`` into ``tgt`` (the corpus is multi-way parallel, so they share
+    the test set's targets). Pretraining text per language: ``pretraining_tokens`` whitespace tokens of train
+    documents."""
+    from ftscale.data.synthetic import LANGUAGES, SyntheticConfig, SyntheticCorpus
 
     if kind not in ("translation", "summarization"):
         raise UserError(f"synthetic_task: kind must be 'translation' or 'summarization', got {kind!r}")
@@ -401,6 +405,16 @@ def synthetic_task(
             Example(source, target, source_lang, tgt, id=f"synthetic-{split}:{i}")
             for i, (source, target) in enumerate(pairs)
         ]
+    zero_shot: dict[str, list[Example]] = {}
+    if kind == "translation":
+        for other in zero_shot_sources:
+            if other in (src, tgt) or other not in LANGUAGES:
+                continue
+            pairs = corpus.sentence_pairs(other, tgt, n_test, split="test")
+            zero_shot[f"{other}-{tgt}"] = [
+                Example(source, target, other, tgt, id=f"synthetic-test-{other}:{i}")
+                for i, (source, target) in enumerate(pairs)
+            ]
     langs = (src, tgt) if kind == "translation" else (tgt,)
     pretraining_langs = tuple(dict.fromkeys((src, tgt)))
     name = f"synthetic-{src}-{tgt}" if kind == "translation" else f"synthetic-sum-{tgt}"
@@ -413,6 +427,7 @@ def synthetic_task(
         train=splits["train"],
         dev=splits["dev"],
         test=splits["test"],
+        zero_shot=zero_shot,
         pretraining_text={lang: text_for(lang) for lang in pretraining_langs},
     )
 
@@ -458,6 +473,7 @@ def pretraining_corpus(
     langs: Sequence[str] = ("en", "de"),
     seed: int = 0,
     max_chars_per_language: int | None = None,
+    task_options: dict[str, dict[str, Any]] | None = None,
 ) -> PretrainingCorpus:
     """Monolingual text for the base family from the training splits only.
 
@@ -465,7 +481,10 @@ def pretraining_corpus(
     English: Multi30k train + Tatoeba train English sides. Chinese: Tatoeba train Chinese side + CSL train
     abstracts and titles. Sides of parallel data are shuffled separately, so no translation pair stays aligned.
     Documents of a language are shuffled together and cut at ``max_chars_per_language`` if given.
+    ``task_options`` (keyed ``"tatoeba-en-zh"``, ``"csl-zh"``) must match the options the finetuning tasks are
+    built with, so that their dev/test examples stay out of pretraining.
     """
+    options = task_options or {}
     supported = ("en", "de", "zh")
     for lang in langs:
         check_language(lang, "pretraining_corpus(langs)")
@@ -479,14 +498,15 @@ def pretraining_corpus(
         for lang in {"en", "de"} & set(langs):
             per_source[lang]["multi30k"] = list(multi30k.pretraining_text[lang]())
     if {"en", "zh"} & set(langs):
-        tatoeba = tatoeba_task(data_dir, seed=seed)
+        tatoeba = tatoeba_task(data_dir, **{"seed": seed, **options.get("tatoeba-en-zh", {})})
         for lang in {"en", "zh"} & set(langs):
             per_source[lang]["tatoeba"] = list(tatoeba.pretraining_text[lang]())
     if "de" in langs:
         klexikon_path = _dataset_dir(data_dir, "klexikon_de") / "klexikon.jsonl.gz"
         per_source["de"]["klexikon-wiki"] = list(klexikon_wiki_documents(klexikon_path, ("train",)))
     if "zh" in langs:
-        per_source["zh"]["csl"] = list(csl_task(data_dir, seed=seed).pretraining_text["zh"]())
+        csl = csl_task(data_dir, **{"seed": seed, **options.get("csl-zh", {})})
+        per_source["zh"]["csl"] = list(csl.pretraining_text["zh"]())
     documents: dict[str, list[str]] = {}
     sources: dict[str, dict[str, int]] = {}
     for lang in langs:
