@@ -197,6 +197,8 @@ def test_sum_de_zh_mix_keeps_ratio(mini_data: Path) -> None:
         chosen = subset(data.train, n, seed=0)
         assert abs(sum(e.tgt_lang == "de" for e in chosen) - n * 6 / 121) <= 1
     assert set(data.pretraining_text) == {"de", "zh"}
+    balanced = load_task("sum-de-zh", mini_data, n_dev_zh=5, ratios={"de": 1, "zh": 1})
+    assert balanced.language_counts() == {"de": 6, "zh": 6} and len(balanced.test) == len(data.test)
 
 
 def test_pretraining_corpus_on_miniature(mini_data: Path) -> None:

@@ -158,6 +158,25 @@ def test_task_data_and_mix_keep_languages() -> None:
     assert mixed.language_counts() == {"de": 3, "zh": 1}
     assert list(mixed.pretraining_text["zh"]()) == ["中文文本"]
     assert "languages {'de': 3, 'zh': 1}" in mixed.summary()
+    big_german = TaskData(
+        summarization_task(["de"], "de"),
+        [Example(f"a{i}", "b", "de", "de", id=f"d{i}") for i in range(10)],
+        [EN_DE[0]],
+        [EN_DE[0]],
+    )
+    many_chinese = TaskData(
+        summarization_task(["zh"], "zh"),
+        [Example(f"z{i}", "y", "zh", "zh", id=f"z{i}") for i in range(30)],
+        [ZH_SUM],
+        [ZH_SUM],
+    )
+    fixed = mix_task_data("fixed", [big_german, many_chinese], ratios={"de": 1, "zh": 2})
+    assert fixed.language_counts() == {"de": 10, "zh": 20}
+    assert mix_task_data(
+        "fixed", [big_german, many_chinese], ratios={"de": 3, "zh": 1}
+    ).language_counts() == {"de": 10, "zh": 3}
+    with pytest.raises(UserError, match="must give a positive weight to each language"):
+        mix_task_data("bad", [big_german, many_chinese], ratios={"de": 1})
     with pytest.raises(DataError, match="the dev split is empty"):
         TaskData(translation_task("en", "de"), EN_DE, [], EN_DE)
     with pytest.raises(UserError, match="cannot mix task kinds"):

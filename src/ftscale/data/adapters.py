@@ -352,14 +352,15 @@ def sum_de_zh_task(
     k_wiki_sentences: int = 2,
     n_summary_sentences: int = 1,
     n_dev_zh: int = 100,
+    ratios: dict[str, float] | None = None,
     template: str = "",
     separator: str = "",
 ) -> TaskData:
     """Multilingual summarisation, Klexikon (De) + CSL (Zh) concatenated like the paper's MLSum mix; subsets
-    keep the pool's De:Zh ratio."""
+    keep the pool's De:Zh ratio, or ``ratios`` (e.g. ``{"de": 1, "zh": 1}``) fixes it."""
     german = klexikon_task(data_dir, k_wiki_sentences, n_summary_sentences, template, separator)
     chinese = csl_task(data_dir, seed, n_dev_zh, template, separator)
-    return mix_task_data("sum-de-zh", [german, chinese], languages=("de", "zh"))
+    return mix_task_data("sum-de-zh", [german, chinese], languages=("de", "zh"), ratios=ratios, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------------------

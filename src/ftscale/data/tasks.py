@@ -364,11 +364,18 @@ class TaskData:
         return "; ".join(parts)
 
 
-def mix_task_data(name: str, parts: Sequence[TaskData], languages: Sequence[str] | None = None) -> TaskData:
+def mix_task_data(
+    name: str,
+    parts: Sequence[TaskData],
+    languages: Sequence[str] | None = None,
+    ratios: dict[str, float] | None = None,
+    seed: int = 0,
+) -> TaskData:
     """Concatenate several single-language task datasets (as the paper concatenates MLSum's languages).
 
-    The mix's language ratio is that of the concatenated training pools; :func:`ftscale.data.subsets.subset`
-    keeps it when drawing smaller sets (stratified by ``tgt_lang``).
+    The mix's language ratio is that of the concatenated training pools, or ``ratios`` (target language →
+    weight): then the largest training pool with exactly those proportions is kept (a seeded choice within each
+    language). :func:`ftscale.data.subsets.subset` keeps the ratio when drawing smaller sets.
     """
     if not parts:
         raise UserError(f"task {name!r}: nothing to mix")
@@ -386,12 +393,37 @@ def mix_task_data(name: str, parts: Sequence[TaskData], languages: Sequence[str]
     def chain(streams: list[TextStream]) -> TextStream:
         return lambda: (text for stream in streams for text in stream())
 
+    train = [e for part in parts for e in part.train]
+    if ratios:
+        train = _reweight(name, train, ratios, seed)
     return TaskData(
         task=task,
-        train=[e for part in parts for e in part.train],
+        train=train,
         dev=[e for part in parts for e in part.dev],
         test=[e for part in parts for e in part.test],
         zero_shot={k: v for part in parts for k, v in part.zero_shot.items()},
         pretraining_text={lang: chain(streams) for lang, streams in merged_text.items()},
         reports=[r for part in parts for r in part.reports],
     )
+
+
+def _reweight(name: str, train: list[Example], ratios: dict[str, float], seed: int) -> list[Example]:
+    import random
+
+    by_language: dict[str, list[Example]] = {}
+    for example in train:
+        by_language.setdefault(example.tgt_lang, []).append(example)
+    if set(ratios) != set(by_language) or any(weight <= 0 for weight in ratios.values()):
+        raise UserError(
+            f"task {name!r}: ratios {ratios} must give a positive weight to each language {sorted(by_language)}"
+        )
+    total_weight = sum(ratios.values())
+    shares = {lang: weight / total_weight for lang, weight in ratios.items()}
+    # The largest total whose every language share fits into that language's pool.
+    total = min(int(len(pool) / shares[lang]) for lang, pool in by_language.items())
+    mixed = []
+    for lang in sorted(by_language):
+        pool = list(by_language[lang])
+        random.Random(f"{seed}:{lang}").shuffle(pool)
+        mixed.extend(pool[: round(total * shares[lang])])
+    return mixed
