@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -157,6 +158,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _fit_warning_type() -> type[Warning]:
+    from ftscale.laws import forms
+
+    return getattr(forms, "FitWarning", UserWarning)
+
+
 def law_name(law: Any) -> str:
     """Short name of a law's form, e.g. ``MultiplicativeLaw`` → ``multiplicative``."""
     name = type(law).__name__
@@ -204,7 +211,10 @@ def evaluate_fit(
         )
     estimator = copy.deepcopy(law)
     X_fit, y_fit = points_matrix(fit_df, x, d), fit_df[y].to_numpy(dtype=float)
-    estimator.fit(X_fit, y_fit)
+    with warnings.catch_warnings():
+        # The fitter also records its warnings in ``warnings_``; the report carries them, so keep stderr clean.
+        warnings.simplefilter("ignore", _fit_warning_type())
+        estimator.fit(X_fit, y_fit)
     fit_err = fit_errors(estimator, X_fit, y_fit)
     held_err = fit_errors(estimator, points_matrix(held_df, x, d), held_df[y].to_numpy(dtype=float))
     note = "" if len(held_df) else "no held-out points: Δh is undefined (NaN)"
@@ -213,7 +223,9 @@ def evaluate_fit(
     if bootstrap > 0:
         if bootstrap_fn is None:
             from ftscale.laws.fitting import bootstrap as bootstrap_fn
-        result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _fit_warning_type())
+            result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed)
         ci = result.ci(level=level)
 
     return FitReport(
