@@ -182,7 +182,11 @@ def fit_command(
     heldout_rule = parse_heldout(heldout, axis_columns)
     estimator = law_cls(residual=residual, reduction=reduction, seed=seed)
 
-    groups = [(None, points)] if group is None else [(str(k), g) for k, g in points.groupby(group, sort=True)]
+    groups = [(None, points)]
+    if group is not None:
+        groups = [
+            (f"{k:g}" if isinstance(k, float) else str(k), g) for k, g in points.groupby(group, sort=True)
+        ]
     reports = []
     for name, frame in groups:
         label = None if name is None else f"{group}={name}"
