@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli_env
 
+from conftest import cli_env
 from ftscale.laws.io import read_lin2024, read_points
 
 TRUTH = dict(A=400.0, alpha=0.3, beta=0.25, E=0.8)
@@ -130,7 +130,7 @@ BAD_CASES = {
             "none",
         ],
         "4 parameters but only 3 fitting points (0 held out)",
-    ),  # fmt: skip
+    ),
     "unknown law": (
         lambda t: ["fit", _bad_csv(t, "ok.csv", "n,d,loss\n1,2,3\n"), "--law", "quadratic", "--d", "d"],
         "unknown law 'quadratic'",
@@ -151,7 +151,7 @@ BAD_CASES = {
             "x=123",
         ],
         "held-out value model_size=123 is not in the data",
-    ),  # fmt: skip
+    ),
 }
 
 
