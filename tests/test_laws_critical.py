@@ -187,3 +187,23 @@ def test_critical_ci_reports_resamples_without_crossing():
     )
     assert 0.0 < ci.frac_none < 1.0
     assert np.isnan(ci.first_roots).sum() == round(ci.frac_none * 80)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_critical_ci_from_real_bootstrap_of_fitted_laws():
+    from ftscale.laws.fitting import bootstrap
+
+    rng = np.random.default_rng(2)
+    d = np.geomspace(1e2, 1e7, 12)
+    coarse = {"a": (0.0, 5.0), "beta": (0.0, 0.5), "e": (-1.0, 0.0)}
+    truths = (dict(A=10.0, beta=0.1, E=1.0), dict(A=30.0, beta=0.3, E=1.0))
+    samples = []
+    for truth in truths:
+        y = PowerLaw.from_params(**truth).predict(d) * (1 + 0.002 * rng.standard_normal(d.size))
+        law = PowerLaw(grid=coarse).fit(d, y)
+        samples.append(bootstrap(law, d, y, n_resamples=40, seed=0))
+    ci = critical_data_size_ci(samples[0], samples[1], form_a="power")
+    expected = (10.0 / 30.0) ** (1 / (0.1 - 0.3))  # ≈ 243 examples
+    # Resamples whose refit did not converge are dropped by the bootstrap; the shorter table sets the pairs.
+    assert ci.frac_none == 0.0 and 20 <= ci.n_resamples <= 40
+    assert ci.low < expected < ci.high and ci.high / ci.low < 3
