@@ -78,7 +78,8 @@ class SyntheticConfig:
     doc_sentences: tuple[int, int] = (3, 8)
     dev_share: float = 0.05
     test_share: float = 0.05
-    max_sentence_tokens: int = 30
+    max_sentence_tokens: int = 26
+    min_sentence_tokens: int = 4
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> SyntheticConfigError:
@@ -102,6 +103,8 @@ class SyntheticConfig:
             raise bad("dev_share/test_share", "each must be > 0 and together < 0.5")
         if self.max_sentence_tokens < 12:
             raise bad("max_sentence_tokens", f"{self.max_sentence_tokens} is too short; use >= 12")
+        if not 1 <= self.min_sentence_tokens <= 8:
+            raise bad("min_sentence_tokens", f"{self.min_sentence_tokens} must be in 1..8")
 
 
 class SyntheticCorpus:
@@ -144,7 +147,7 @@ class SyntheticCorpus:
         r = self._rng("pairs", split).random
         noise_r = self._rng("pairs-noise", split, src).random
         english, source, target = self._render["en"], self._render[src], self._render[tgt]
-        max_tokens = self.config.max_sentence_tokens
+        max_tokens, min_tokens = self.config.max_sentence_tokens, self.config.min_sentence_tokens
         noise = self.config.noise
         seen: set[tuple] = set()
         pairs: list[tuple[str, str]] = []
@@ -159,7 +162,7 @@ class SyntheticCorpus:
             seen.add(frame)
             # Length is judged on English so the accepted frames do not depend on the language pair.
             en_text = english.sentence(frame)
-            if en_text.count(" ") >= max_tokens:
+            if not min_tokens <= en_text.count(" ") + 1 <= max_tokens:
                 continue
             src_text = en_text if src == "en" else source.sentence(frame)
             tgt_text = en_text if tgt == "en" else target.sentence(frame)
@@ -239,7 +242,7 @@ class SyntheticCorpus:
         protagonist = self._frames.protagonist(r)
         main_index = 0 if n_sentences == 1 else 1 + int(r() * (n_sentences - 1))
         renderer = self._render[lang]
-        max_tokens = self.config.max_sentence_tokens
+        max_tokens, min_tokens = self.config.max_sentence_tokens, self.config.min_sentence_tokens
         draw = self._frames.document_sentence
         sentences, frames = [], []
         for index in range(n_sentences):
@@ -248,7 +251,7 @@ class SyntheticCorpus:
                 if self._split_index(frame) != split_id:
                     continue
                 text = renderer.sentence(frame)
-                if text.count(" ") < max_tokens:
+                if min_tokens <= text.count(" ") + 1 <= max_tokens:
                     break
             else:  # pragma: no cover - only reachable with absurd split shares
                 raise SyntheticRequestError(f"documents: cannot draw a {SPLITS[split_id]} sentence")

@@ -107,7 +107,7 @@ class FrameGenerator:
             number = 1
             det = DEF if roll < 0.76 else INDEF if roll < 0.85 else 2 + int(r() * 8)
         adjs = self.adjs
-        adj = adjs[int(r() * len(adjs))] if adjs and r() < 0.35 else -1
+        adj = adjs[int(r() * len(adjs))] if adjs and r() < 0.45 else -1
         if allow_rel and depth < self.max_depth and r() < 0.18:
             return (noun, number, det, adj, self.relative(r, noun, number, depth + 1))
         return (noun, number, det, adj, 0)
@@ -151,9 +151,9 @@ class FrameGenerator:
     ) -> tuple:
         can_embed = depth < self.max_depth
         roll = r()
-        if roll < 0.25:
+        if roll < 0.2:
             kind = INTR
-        elif roll < 0.75:
+        elif roll < 0.72:
             kind = TR
         elif roll < 0.9:
             kind = DITR if self.has_ditr else TR
@@ -179,7 +179,7 @@ class FrameGenerator:
         if kind == SAY:
             sub = (CONJ_THAT, self.clause(r, depth + 1))
         else:
-            if r() < 0.35:
+            if r() < 0.5:
                 roll = r()
                 if roll < 0.3 and self.places:
                     nouns = self.places
@@ -191,7 +191,7 @@ class FrameGenerator:
                 else:
                     nouns = self.things
                     pp = (PREP_WITHOUT, self.np(r, nouns[int(r() * len(nouns))], depth, False))
-            if can_embed and r() < 0.3:
+            if can_embed and r() < 0.35:
                 sub = (int(r() * 3), self.clause(r, depth + 1))
         if adv < 0:
             adv = 0
