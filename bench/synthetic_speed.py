@@ -76,7 +76,8 @@ def dice_dictionary(pairs: list[tuple[str, str]]) -> dict[str, str]:
         for s in source_words:
             joint[s].update(target_words)
     return {
-        s: max(cooc, key=lambda t: 2 * cooc[t] / (source_count[s] + target_count[t])) for s, cooc in joint.items()
+        s: max(cooc, key=lambda t: 2 * cooc[t] / (source_count[s] + target_count[t]))
+        for s, cooc in joint.items()
     }
 
 
@@ -119,11 +120,17 @@ def main() -> None:
     pairs_speed = pair_speed(corpus, args.pairs)
     unigram = unigram_speed(vocabulary, args.tokens)
     slowdown = max(1.0, loop_s / REFERENCE_RANDOM_LOOP_S)
-    print(f"machine: 1M random() calls in {loop_s:.3f} s -> slowdown {slowdown:.1f}x vs an unloaded reference core")
-    print(f"pretraining_text: {speed:,.0f} tokens/s  (x{slowdown:.1f} slowdown -> ~{speed * slowdown:,.0f} unloaded)")
+    print(
+        f"machine: 1M random() calls in {loop_s:.3f} s -> slowdown {slowdown:.1f}x vs an unloaded reference core"
+    )
+    print(
+        f"pretraining_text: {speed:,.0f} tokens/s  (x{slowdown:.1f} slowdown -> ~{speed * slowdown:,.0f} unloaded)"
+    )
     print(f"sentence_pairs:   {pairs_speed:,.0f} tokens/s (source + target)")
-    print(f"unigram sampler baseline (random.choices, C speed): {unigram:,.0f} tokens/s; "
-          f"ratio generator/unigram = {speed / unigram:.3f}")
+    print(
+        f"unigram sampler baseline (random.choices, C speed): {unigram:,.0f} tokens/s; "
+        f"ratio generator/unigram = {speed / unigram:.3f}"
+    )
 
     print("\nword-by-word dictionary baseline (Dice dictionary from train pairs, monotone, test split):")
     for depth in (0, 2):
@@ -131,8 +138,10 @@ def main() -> None:
             corpus = SyntheticCorpus(SyntheticConfig(seed=0, n_lemmas=n_lemmas, max_clause_depth=depth))
             for src, tgt in (("en", "de"), ("de", "en"), ("fr", "de")):
                 scores = word_by_word_scores(corpus, src, tgt, args.pairs, args.test_pairs)
-                print(f"  depth={depth} n_lemmas={n_lemmas:5d} {src}->{tgt}: "
-                      + "  ".join(f"{k}={v:.1f}" for k, v in scores.items()))
+                print(
+                    f"  depth={depth} n_lemmas={n_lemmas:5d} {src}->{tgt}: "
+                    + "  ".join(f"{k}={v:.1f}" for k, v in scores.items())
+                )
 
 
 if __name__ == "__main__":
