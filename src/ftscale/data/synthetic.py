@@ -344,14 +344,14 @@ class SyntheticCorpus:
     def _check_n(self, n: int, what: str, split_id: int) -> None:
         if not isinstance(n, int) or n < 0:
             raise SyntheticRequestError(f"{what}: n={n!r} must be a non-negative integer")
-        capacity = self._capacity(what, split_id)
+        capacity = self._capacity(split_id)
         if n > capacity:
             raise SyntheticRequestError(
                 f"{what}: n={n} exceeds the about {capacity} distinct items this config can make for split "
                 f"{SPLITS[split_id]!r}; increase n_lemmas or max_clause_depth, or ask for fewer"
             )
 
-    def _capacity(self, what: str, split_id: int) -> int:
+    def _capacity(self, split_id: int) -> int:
         """An upper bound on distinct sentence frames (depth 0 counted exactly-ish; deeper is unbounded)."""
         if self.config.max_clause_depth > 0:
             return _UNBOUNDED
@@ -360,10 +360,8 @@ class SyntheticCorpus:
         noun_phrases = n_nouns * (2 + 2 + len(NUMERALS)) * (n_adjs + 1)
         subjects = noun_phrases + 2
         clauses = n_verbs * 2 * 2 * subjects * (1 + noun_phrases) ** 2 * (1 + 4 * noun_phrases) * 6
-        per_split = int(clauses * self._split_shares[split_id])
-        if what == "sentence_pairs":
-            return min(per_split, _UNBOUNDED)
-        return _UNBOUNDED if per_split > 1000 else per_split
+        # Documents and summaries are sequences of such sentences, so the sentence count bounds them too.
+        return min(int(clauses * self._split_shares[split_id]), _UNBOUNDED)
 
     def _exhausted(self, what: str, n: int, split: str, found: int) -> SyntheticRequestError:
         return SyntheticRequestError(
