@@ -309,3 +309,35 @@ def test_throughput_floor():
             break
     slowdown = _reference_speed_factor()
     assert best * slowdown >= 300_000, f"{best:,.0f} tokens/s at a machine slowdown of {slowdown:.1f}x"
+
+
+def test_word_by_word_dictionary_translation_is_clearly_imperfect():
+    """A unigram (Dice) dictionary learned from train pairs and applied word by word must not solve en→de."""
+    sacrebleu = pytest.importorskip("sacrebleu")
+    from collections import Counter, defaultdict
+
+    corpus = SyntheticCorpus(SyntheticConfig(seed=0))
+
+    def tokens(text: str) -> list[str]:
+        return [w.strip(".,:").lower() for w in text.split()]
+
+    source_count: Counter[str] = Counter()
+    target_count: Counter[str] = Counter()
+    joint: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for source, target in corpus.sentence_pairs("en", "de", 3000):
+        source_words, target_words = set(tokens(source)), set(tokens(target))
+        source_count.update(source_words)
+        target_count.update(target_words)
+        for word in source_words:
+            joint[word].update(target_words)
+    dictionary = {
+        s: max(c, key=lambda t, s=s, c=c: 2 * c[t] / (source_count[s] + target_count[t]))
+        for s, c in joint.items()
+    }
+    test = corpus.sentence_pairs("en", "de", 300, "test")
+    hypotheses = [" ".join(dictionary.get(w, w) for w in tokens(s)) for s, _ in test]
+    references = [" ".join(tokens(t)) for _, t in test]
+    bleu = sacrebleu.corpus_bleu(hypotheses, [references]).score
+    chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
+    assert 5 < bleu < 40, bleu  # the lexicon is learnable, the word order and agreement are not word-by-word
+    assert chrf > 50, chrf
