@@ -91,7 +91,7 @@ def word_by_word_scores(corpus: SyntheticCorpus, src: str, tgt: str, n_train: in
         "word_by_word_bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
         "word_by_word_chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
         "copy_source_bleu": sacrebleu.corpus_bleu(copy, [references]).score,
-        "oracle_bag_unigram_precision": _bag_overlap(hypotheses, references),
+        "bag_word_precision": _bag_overlap(hypotheses, references),
     }
 
 
