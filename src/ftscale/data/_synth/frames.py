@@ -26,6 +26,19 @@ ADV_TODAY, ADV_YESTERDAY, ADV_THEN, ADV_LATER, ADV_OFTEN, ADV_MAIN = 1, 2, 3, 4,
 
 ZIPF_EXPONENT = 1.0
 
+# Verb kind of a clause, one entry per 2%: 20% intransitive, 52% transitive, 18% ditransitive, 10% "say that".
+CLAUSE_KINDS = [INTR] * 10 + [TR] * 26 + [DITR] * 9 + [SAY] * 5
+
+# (number, determiner) of a noun phrase, one table entry per percent: 42% "the X", 20% "a X", 14% "the Xs",
+# 9% bare plural "Xs", 15% numeral "three Xs" (2..9 uniform) -- one random draw instead of a branch cascade.
+NP_SHAPES = (
+    [(0, DEF)] * 42
+    + [(0, INDEF)] * 20
+    + [(1, DEF)] * 14
+    + [(1, INDEF)] * 9
+    + [(1, 2 + i % 8) for i in range(15)]
+)
+
 
 def _zipf_table(items: list[int]) -> list[int]:
     """A lookup table in which each item appears in proportion to its Zipf weight (rank = list position).
@@ -89,25 +102,26 @@ class FrameGenerator:
             if any(v.kind == TR and c in v.obj_classes for v in verbs)
         }
         self.adjs = _zipf_table(list(range(len(lexicon.adjectives)))) if lexicon.adjectives else None
+        # 45% of noun phrases carry an adjective: -1 fills the rest of one table, so one draw decides both.
+        adjs = self.adjs or []
+        self.adj_or_none = adjs + [-1] * round(len(adjs) * 0.55 / 0.45) if adjs else [-1]
         self.things = self.nouns_by_cls.get(THING)
         self.places = self.nouns_by_cls.get(PLACE)
         self.has_ditr = DITR in self.verbs_by_kind and self.things is not None
         self.has_say = SAY in self.verbs_by_kind
         if TR not in self.verbs_by_kind or INTR not in self.verbs_by_kind:
             raise ValueError("the lexicon needs transitive and intransitive verbs; increase n_lemmas")
+        self.verb_tables = [self.verbs_by_kind.get(k, []) for k in (INTR, TR, DITR, SAY)]
+        self.object_table = self._object_tables()
 
     # ---- noun phrases --------------------------------------------------------------------------------------
     # Sampling is written inline (``T[int(r() * len(T))]``) on purpose: this is the generator's hot loop.
 
     def np(self, r, noun: int, depth: int, allow_rel: bool = True) -> tuple:
-        roll = r()
-        if roll < 0.62:
-            number, det = 0, (DEF if roll < 0.42 else INDEF)
-        else:
-            number = 1
-            det = DEF if roll < 0.76 else INDEF if roll < 0.85 else 2 + int(r() * 8)
-        adjs = self.adjs
-        adj = adjs[int(r() * len(adjs))] if adjs and r() < 0.35 else -1
+        shapes = NP_SHAPES
+        number, det = shapes[int(r() * len(shapes))]
+        adjs = self.adj_or_none
+        adj = adjs[int(r() * len(adjs))]
         if allow_rel and depth < self.max_depth and r() < 0.18:
             return (noun, number, det, adj, self.relative(r, noun, number, depth + 1))
         return (noun, number, det, adj, 0)
@@ -134,9 +148,20 @@ class FrameGenerator:
         )
 
     def object_noun(self, r, verb: int) -> int:
-        classes = self.verb_obj_classes[verb]
-        nouns = self.nouns_by_cls[classes[int(r() * len(classes))]]
+        nouns = self.object_table[verb]
         return nouns[int(r() * len(nouns))]
+
+    def _object_tables(self) -> list[list[int]]:
+        """Per verb, one table over its allowed object classes (classes equally likely, Zipf within a class)."""
+        size = max(len(t) for t in self.nouns_by_cls.values())
+        resampled = {c: [t[i * len(t) // size] for i in range(size)] for c, t in self.nouns_by_cls.items()}
+        by_classes: dict[tuple[int, ...], list[int]] = {}
+        tables = []
+        for classes in self.verb_obj_classes:
+            if classes not in by_classes:
+                by_classes[classes] = [n for c in classes for n in resampled[c]]
+            tables.append(by_classes[classes])
+        return tables
 
     # ---- clauses -------------------------------------------------------------------------------------------
 
@@ -150,16 +175,12 @@ class FrameGenerator:
         adv: int = -1,
     ) -> tuple:
         can_embed = depth < self.max_depth
-        roll = r()
-        if roll < 0.25:
-            kind = INTR
-        elif roll < 0.75:
+        kind = CLAUSE_KINDS[int(r() * 50)]
+        if (kind == SAY and not (can_embed and allow_say and subj_cls == PERSON and self.has_say)) or (
+            kind == DITR and not self.has_ditr
+        ):
             kind = TR
-        elif roll < 0.9:
-            kind = DITR if self.has_ditr else TR
-        else:
-            kind = SAY if (can_embed and allow_say and subj_cls == PERSON and self.has_say) else TR
-        verbs = self.verbs_by_kind[kind]
+        verbs = self.verb_tables[kind]
         verb = verbs[int(r() * len(verbs))]
         tense = 1 if r() < 0.5 else 0
         neg = 1 if r() < 0.15 else 0
@@ -179,7 +200,7 @@ class FrameGenerator:
         if kind == SAY:
             sub = (CONJ_THAT, self.clause(r, depth + 1))
         else:
-            if r() < 0.35:
+            if r() < 0.5:
                 roll = r()
                 if roll < 0.3 and self.places:
                     nouns = self.places
@@ -191,7 +212,7 @@ class FrameGenerator:
                 else:
                     nouns = self.things
                     pp = (PREP_WITHOUT, self.np(r, nouns[int(r() * len(nouns))], depth, False))
-            if can_embed and r() < 0.3:
+            if can_embed and r() < 0.35:
                 sub = (int(r() * 3), self.clause(r, depth + 1))
         if adv < 0:
             adv = 0

@@ -489,6 +489,90 @@ _FR_CODAS = ["", "", "r", "l", "n", "s"]
 _FR_VOWEL_START = tuple("aeiouéèêâîôûh")
 
 
+# Common real function words of each language, also kept out of the pseudo-word inventory.
+_RESERVED["en"] |= {
+    "and",
+    "or",
+    "of",
+    "on",
+    "at",
+    "by",
+    "so",
+    "are",
+    "was",
+    "be",
+    "no",
+    "yes",
+    "you",
+    "me",
+    "him",
+    "her",
+    "us",
+    "them",
+    "his",
+    "its",
+    "our",
+    "can",
+    "will",
+    "has",
+    "had",
+    "den",
+    "die",
+    "das",
+}
+_RESERVED["de"] |= {
+    "und",
+    "oder",
+    "zu",
+    "an",
+    "auf",
+    "aus",
+    "man",
+    "wo",
+    "was",
+    "wer",
+    "so",
+    "um",
+    "am",
+    "vom",
+    "zum",
+    "the",
+    "and",
+    "vor",
+    "allem",
+    "dann",
+    "oft",
+    "heute",
+    "gestern",
+}
+_RESERVED["fr"] |= {
+    "vous",
+    "tu",
+    "on",
+    "en",
+    "et",
+    "ou",
+    "si",
+    "se",
+    "ce",
+    "ces",
+    "mon",
+    "ma",
+    "son",
+    "sa",
+    "du",
+    "qu",
+    "hier",
+    "ensuite",
+    "souvent",
+    "surtout",
+    "plus",
+    "tard",
+    "bien",
+    "même",
+}
+
+
 def fr_starts_with_vowel(word: str) -> bool:
     return word.startswith(_FR_VOWEL_START)
 
@@ -684,10 +768,23 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
         used["de"].add(de)
         used["fr"].update((fr_m, fr_f))
 
+    # Final lemmas per language: a generated entry whose lemma already exists is drawn again, so every
+    # language has exactly n_lemmas distinct lemmas.
+    lemma_seen: dict[str, set[str]] = {"en": set(), "de": set(), "fr": set()}
+
+    def claim(en_lemma: str, de_lemma: str, fr_lemma: str) -> bool:
+        if en_lemma in lemma_seen["en"] or de_lemma in lemma_seen["de"] or fr_lemma in lemma_seen["fr"]:
+            return False
+        lemma_seen["en"].add(en_lemma)
+        lemma_seen["de"].add(de_lemma)
+        lemma_seen["fr"].add(fr_lemma)
+        return True
+
     nouns: list[Noun] = []
     for cls, sex, en_sg, en_pl, de_sg, de_g, de_pl, fr_sg, fr_g, fr_pl in _CORE_NOUNS[:n_nouns]:
         for lang, w in (("en", en_sg), ("de", de_sg), ("fr", fr_sg)):
             used[lang].add(w.lower())
+        claim(en_sg, de_sg, fr_sg)
         nouns.append(
             Noun(
                 cls, sex, (en_sg, en_pl), (de_sg, de_g, de_pl, _de_dative_plural(de_pl)), (fr_sg, fr_g, fr_pl)
@@ -711,6 +808,8 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
             fr_g = sex
         else:
             sex = N
+        if not claim(en, de_sg, fr_sg):
+            continue
         nouns.append(
             Noun(
                 cls,
@@ -726,6 +825,7 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
         used["en"].add(en[0])
         used["de"].add(de[6])
         used["fr"].add(fr[6])
+        claim(en[0], de[6], fr[6])
         verbs.append(
             Verb(
                 kind,
@@ -770,6 +870,8 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
             ).rstrip("eé"),
         )
         fr_aux = 1 if kind == INTR and rng.random() < 0.2 else 0
+        if not claim(en_base, infinitive, fr_stem + "er"):
+            continue
         verbs.append(
             Verb(
                 kind,
@@ -786,13 +888,18 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
         used["de"].add(de)
         used["fr"].add(fr_m)
         plural_m = fr_m if fr_m.endswith(("s", "x")) else fr_m + "s"
+        claim(en, de, fr_m)
         adjectives.append(Adjective(en, de, (fr_m, fr_f, plural_m, fr_f + "s")))
     en_suffixes = ["", "", "", "y", "ish", "ful"]
     de_suffixes = ["", "", "ig", "lich", "isch", "bar", "sam"]
     fr_suffixes = ["", "", "al", "eux", "ique", "if"]
     while len(adjectives) < n_adjs:
         en = fresh(
-            "en", lambda: _syllables(rng, _EN_ONSETS, _EN_VOWELS, _EN_CODAS[1:], 1) + rng.choice(en_suffixes)
+            "en",
+            lambda: (
+                _syllables(rng, _EN_ONSETS, _EN_VOWELS, _EN_CODAS[1:], rng.choice((1, 1, 2)))
+                + rng.choice(en_suffixes)
+            ),
         )
         de = fresh(
             "de",
@@ -812,5 +919,7 @@ def build_lexicon(seed: int, n_lemmas: int) -> Lexicon:
             forms = (base, base + "e", fr_stem + "aux", base + "es")
         else:
             forms = _fr_adj(base)
+        if not claim(en, de, base):
+            continue
         adjectives.append(Adjective(en, de, forms))
     return Lexicon(tuple(nouns), tuple(verbs), tuple(adjectives))

@@ -33,6 +33,9 @@ from .frames import (
 )
 from .lexicon import P1PL, P1SG, P3PL, P3SG, F, Lexicon, fr_starts_with_vowel
 
+# Rendered noun phrases kept per cache before it is cleared: bounds memory on long runs with big lexicons.
+CACHE_LIMIT = 200_000
+
 
 def _person(np: tuple) -> int:
     if np[0] == SPEAKER:
@@ -77,10 +80,13 @@ class English:
         self.cache: dict[tuple, str] = {}
 
     def np_str(self, np: tuple) -> str:
-        key = np[:4]
+        # Phrases without a relative clause (most) are their own cache key: no key tuple to build.
+        key = np if not np[4] else (*np[:4], 0)
         text = self.cache.get(key)
         if text is not None:
             return text
+        if len(self.cache) > CACHE_LIMIT:
+            self.cache.clear()
         noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = "we" if number else "I"
@@ -190,14 +196,17 @@ class German:
         self.participle = [v.de[2] for v in lex.verbs]
         self.aux = [v.de[3] for v in lex.verbs]
         self.adj = [a.de for a in lex.adjectives]
-        self.cache: dict[tuple, str] = {}
+        self.caches: list[dict[tuple, str]] = [{} for _ in range(6)]  # by case * 2 + kein
 
     def np_str(self, np: tuple, case: int, kein: int = 0) -> str:
-        noun, number, det, adj, _ = np
-        key = (noun, number, det, adj, case * 2 + kein)
-        text = self.cache.get(key)
+        cache = self.caches[case * 2 + kein]
+        key = np if not np[4] else (*np[:4], 0)
+        text = cache.get(key)
         if text is not None:
             return text
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = ("ich", "mich", "mir")[case] if not number else ("wir", "uns", "uns")[case]
         elif det == ANAPHOR:
@@ -220,7 +229,7 @@ class German:
                     article, ending = _DE_NUM[det], _DE_STRONG_PL[case]
             words = (self.adj[adj] + ending + " " if adj >= 0 else "") + noun_form
             text = article + " " + words if article else words
-        self.cache[key] = text
+        cache[key] = text
         return text
 
     def add_np(self, np: tuple, case: int, out: list[str], kein: int = 0) -> None:
@@ -340,14 +349,17 @@ class French:
         self.participle = [v.fr[1] for v in lex.verbs]
         self.aux = [v.fr[2] for v in lex.verbs]
         self.adj = [a.fr for a in lex.adjectives]
-        self.cache: dict[tuple, str] = {}
+        self.caches: list[dict[tuple, str]] = [{}, {}]  # by negated_object
 
     def np_str(self, np: tuple, negated_object: int = 0) -> str:
-        noun, number, det, adj, _ = np
-        key = (noun, number, det, adj, negated_object)
-        text = self.cache.get(key)
+        cache = self.caches[negated_object]
+        key = np if not np[4] else (*np[:4], 0)
+        text = cache.get(key)
         if text is not None:
             return text
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = "nous" if number else "je"
         elif det == ANAPHOR:
@@ -369,7 +381,7 @@ class French:
                 text = article[0] + "'" + noun_form
             else:
                 text = article + " " + noun_form
-        self.cache[key] = text
+        cache[key] = text
         return text
 
     def add_np(self, np: tuple, out: list[str], negated_object: int = 0) -> None:
