@@ -1,0 +1,355 @@
+"""The real job function of ``ftscale study run``: tokenizer → pretraining → finetune and evaluate.
+
+Each job reads only its own ``params`` (what its id hashes) and the directories of the jobs it depends on, and
+returns a flat mapping of metrics that the store records as is. The pieces come from the library's own layers:
+``data`` (tasks, subsets, tokenizer), ``models`` (family, pretraining) and ``finetune`` (methods, loop, evaluation).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ftscale.errors import UserError
+from ftscale.study.executors import JobContext
+
+TOKENIZER_DIR = "tokenizer"
+# Sequences must hold the longest formatted example (template + source + target) plus soft-prompt tokens.
+MODEL_MAX_SEQ_LEN = 1024
+# Dev loss is evaluated many times per run: a fixed, bounded slice keeps that cheap and identical across runs.
+DEV_EXAMPLES = 256
+
+
+def run_job(ctx: JobContext) -> Mapping[str, Any]:
+    """Dispatch one job of the plan to its runner."""
+    import torch
+
+    torch.set_num_threads(max(1, ctx.threads))
+    runners = {"tokenizer": _tokenizer_job, "pretrain": _pretrain_job, "finetune": _finetune_job}
+    return runners[ctx.kind](ctx)
+
+
+# ------------------------------------------------------------------------------------------------ task data
+
+
+@functools.lru_cache(maxsize=4)
+def _task_data_cached(task_json: str):
+    from ftscale.data.adapters import load_task
+
+    task = json.loads(task_json)
+    options = dict(task.get("options") or {})
+    name = task["name"]
+    pool = task.get("train_pool")
+    if pool is not None and name.startswith("synthetic") and "n_train" not in options:
+        options["n_train"] = pool
+    data = load_task(name, task.get("data_dir"), **options)
+    if pool is not None and len(data.train) > pool:
+        from ftscale.data.subsets import subset
+
+        # A fixed, seeded cap of the training pool; finetuning subsets are drawn from it.
+        data.train = subset(data.train, pool, seed=0)
+    return data
+
+
+def task_data(task: Mapping[str, Any]):
+    """The task's splits, loaded once per process (jobs of one study share them)."""
+    return _task_data_cached(json.dumps(task, sort_keys=True))
+
+
+def _interleave(streams: Iterable[Iterable[str]]) -> Iterator[str]:
+    """Round-robin over several document streams, so a language mix is mixed from the first batch on."""
+    iterators = [iter(s) for s in streams]
+    while iterators:
+        alive = []
+        for it in iterators:
+            doc = next(it, None)
+            if doc is not None:
+                yield doc
+                alive.append(it)
+        iterators = alive
+
+
+def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[str]:
+    """Monolingual documents for the base family: the task's own pretraining text (both languages mixed), or
+    ``corpus="shared"`` for the multilingual corpus built from the real data's training splits."""
+    data = task_data(task)
+    if corpus == "shared":
+        from ftscale.data.adapters import pretraining_corpus
+
+        langs = sorted({lang for lang in data.task.languages} | {"en"})
+        return iter(pretraining_corpus(task.get("data_dir"), langs=langs, seed=0).texts())
+    if corpus not in (None, "task"):
+        raise UserError(
+            f"family.pretrain.corpus: unknown corpus {corpus!r}; use 'task' (default) or 'shared'"
+        )
+    if not data.pretraining_text:
+        raise UserError(
+            f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"
+        )
+    return _interleave(make() for make in data.pretraining_text.values())
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+
+
+def _tokenizer_job(ctx: JobContext) -> Mapping[str, Any]:
+    from ftscale.data.tokenizer import tokenizer_hash, train_tokenizer
+
+    params = ctx.params
+    data = task_data(params["task"])
+    texts = list(data.tokenizer_texts())
+    # Add pretraining text so the vocabulary covers what the base models read, capped to keep this fast.
+    budget = 4_000_000
+    for doc in pretraining_texts(params["task"], params.get("corpus")):
+        texts.append(doc)
+        budget -= len(doc)
+        if budget <= 0:
+            break
+    tokenizer = train_tokenizer(texts, vocab_size=params["tokenizer"]["vocab_size"])
+    tokenizer.save_pretrained(ctx.work_dir / TOKENIZER_DIR)
+    # Pretraining jobs read their corpus through this job (their ids hash its id, so the task is covered).
+    (ctx.work_dir / "task.json").write_text(
+        json.dumps({"task": params["task"], "corpus": params.get("corpus")})
+    )
+    return {"vocab_size": len(tokenizer), "tokenizer_hash": tokenizer_hash(tokenizer), "n_texts": len(texts)}
+
+
+def _load_tokenizer(directory: Path):
+    from ftscale.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(directory / TOKENIZER_DIR)
+
+
+# ----------------------------------------------------------------------------------------------- pretraining
+
+
+def _pretrain_job(ctx: JobContext) -> Mapping[str, Any]:
+    from ftscale.models.family import family
+    from ftscale.models.pretrain import PretrainConfig, pretrain
+
+    params = ctx.params
+    (tokenizer_dir,) = ctx.dep_dirs.values()
+    tokenizer = _load_tokenizer(tokenizer_dir)
+    pre = params["pretrain"]
+    ladder = family(pre.get("family", "cpu"), vocab_size=len(tokenizer), max_seq_len=MODEL_MAX_SEQ_LEN)
+    if params["size"] not in ladder:
+        raise UserError(
+            f"family.pretrain.sizes: unknown size {params['size']!r}; the ladder has {', '.join(ladder)}"
+        )
+    steps_total = max(1, pre["total_tokens"] // (pre["batch_size"] * pre["seq_len"]))
+    warmup_steps = pre.get("warmup_tokens", 0) // (pre["batch_size"] * pre["seq_len"])
+    config = PretrainConfig(
+        model=ladder[params["size"]],
+        total_tokens=pre["total_tokens"],
+        batch_size=pre["batch_size"],
+        seq_len=pre["seq_len"],
+        lr=pre["lr"],
+        min_lr_ratio=pre["min_lr_ratio"],
+        warmup_fraction=min(0.5, warmup_steps / steps_total) if warmup_steps else 0.05,
+        checkpoint_tokens=params["checkpoint_tokens"],
+        anneal=params["annealed_checkpoints"],
+        allow_repeat=True,
+        seed=pre["seed"],
+        device=ctx.device,
+    )
+    task = _task_of_pretrain(ctx)
+    texts = pretraining_texts(task, pre.get("corpus"))
+    val_texts = _validation_texts(task)
+    result = pretrain(config, tokenizer, texts, ctx.work_dir, val_texts=val_texts, progress=False)
+    final = max(result.checkpoints, key=lambda c: (c.budget_tokens, not c.annealed))
+    return {
+        "non_embedding_params": final.params.non_embedding,
+        "total_params": final.params.total,
+        "embedding_params": final.params.embedding,
+        "tokens_seen": result.tokens_seen,
+        "steps": result.steps,
+        "final_train_loss": result.final_train_loss,
+        "final_val_loss": result.final_val_loss,
+        "checkpoints": [
+            {"budget": c.budget_tokens, "annealed": c.annealed, "val_loss": c.val_loss}
+            for c in result.checkpoints
+        ],
+    }
+
+
+def _task_of_pretrain(ctx: JobContext) -> Mapping[str, Any]:
+    # The tokenizer job's params carry the task; pretraining jobs reach it through their dependency.
+    task = ctx.params.get("task")
+    if task is None:
+        (tokenizer_dir,) = ctx.dep_dirs.values()
+        marker = tokenizer_dir / "task.json"
+        task = json.loads(marker.read_text())["task"] if marker.exists() else None
+    if task is None:
+        raise UserError("pretraining job has no task to read its corpus from")
+    return task
+
+
+def _validation_texts(task: Mapping[str, Any]) -> list[str]:
+    """Held-out text for the pretraining validation loss: dev-split sources and targets (never trained on)."""
+    data = task_data(task)
+    return [text for example in data.dev for text in (example.source, example.target)]
+
+
+# ------------------------------------------------------------------------------------------------ finetuning
+
+
+def _base_checkpoint(ctx: JobContext) -> Path | str:
+    base = ctx.params["base"]
+    if base["source"] == "hf":
+        return base["model_id"]
+    from ftscale.models.pretrain import checkpoint_name
+
+    pretrain_dir = ctx.dep_dirs[base["pretrain_job"]]
+    annealed = base["checkpoint"] == "annealed"
+    path = pretrain_dir / checkpoint_name(base["tokens"], annealed=annealed)
+    if not path.is_dir():
+        raise FileNotFoundError(f"base checkpoint missing: {path.name} in the pretraining job's directory")
+    return path
+
+
+def _encode(task, examples, tokenizer, spec_task: Mapping[str, Any], shots_for=None):
+    encoded = []
+    kept = []
+    for i, example in enumerate(examples):
+        shots = shots_for(i) if shots_for else ()
+        enc = task.encode(
+            example,
+            tokenizer,
+            max_source_tokens=spec_task["max_source_tokens"],
+            max_target_tokens=spec_task["max_target_tokens"],
+            overflow="truncate",
+            shots=shots,
+        )
+        if enc is not None:
+            encoded.append(enc)
+            kept.append(example)
+    return encoded, kept
+
+
+def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    from ftscale.data.subsets import subset
+    from ftscale.finetune.evaluate import evaluate_model
+    from ftscale.finetune.methods import MethodConfig, prepare_model
+    from ftscale.finetune.train import FinetuneConfig, finetune
+
+    params = ctx.params
+    spec_task = params["task"]
+    data = task_data(spec_task)
+    task = data.task
+    base_path = _base_checkpoint(ctx)
+    if isinstance(base_path, Path):
+        model = AutoModelForCausalLM.from_pretrained(base_path)
+        tokenizer = _load_tokenizer_from_checkpoint(base_path)
+    else:
+        from ftscale.models.family import load_base_model
+
+        model, tokenizer, _ = load_base_model(base_path, params["base"].get("revision"))
+
+    seed = params["seed"]
+    train_examples = subset(data.train, params["ft_examples"], seed=seed)
+    train, _ = _encode(task, train_examples, tokenizer, spec_task)
+    dev, _ = _encode(task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
+    test, test_kept = _encode(task, data.test, tokenizer, spec_task)
+
+    mc = params["method_config"]
+    method = params["method"]
+    method_config = MethodConfig(
+        method=method,
+        prompt_length=mc.get("prompt_length") or 16,
+        lora_rank=mc.get("lora_rank") or 4,
+        **({"lora_alpha": mc["lora_alpha"]} if mc.get("lora_alpha") else {}),
+        lora_dropout=mc.get("lora_dropout", 0.0),
+        learning_rate=mc["lr"],
+        batch_size=mc["batch_size"],
+        weight_decay=mc.get("weight_decay", 0.0),
+    )
+    config = FinetuneConfig(
+        method=method_config,
+        max_steps=mc["max_steps"],
+        max_epochs=mc.get("max_epochs"),
+        eval_every=mc["eval_every"],
+        patience=mc["patience"],
+        device=ctx.device if ctx.device in ("cpu", "cuda", "auto") else "auto",
+        seed=seed,
+    )
+    model, info = prepare_model(model, method_config, seed=seed)
+    started = time.perf_counter()
+    result = finetune(model, train, dev, config, progress=False)
+    train_seconds = time.perf_counter() - started
+    if result.status != "done":
+        raise RuntimeError(result.status)
+
+    evaluation = params["evaluation"]
+    refs = [example.target for example in test_kept]
+    tgt_lang = test_kept[0].tgt_lang
+    zero_shot = {}
+    for direction in evaluation.get("zero_shot") or []:
+        examples = data.zero_shot.get(direction)
+        if examples is None:
+            raise UserError(
+                f"evaluation.zero_shot: task {task.name!r} has no {direction!r} set; "
+                f"available: {', '.join(sorted(data.zero_shot)) or 'none'}"
+            )
+        encoded, kept = _encode(task, examples, tokenizer, spec_task)
+        zero_shot[direction] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
+    few_shot = {}
+    rng = random.Random(seed)
+    for k in evaluation.get("few_shot") or []:
+        # Shots come from the training pool (never the test set), drawn per test example with a fixed seed.
+        shots = [rng.sample(data.train, k) for _ in test_kept]
+        encoded, kept = _encode(task, test_kept, tokenizer, spec_task, shots_for=lambda i, s=shots: s[i])
+        few_shot[k] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
+
+    ev = evaluate_model(
+        model,
+        tokenizer,
+        test,
+        refs,
+        tgt_lang,
+        generation=bool(evaluation.get("generation", True)),
+        max_eval_examples=evaluation.get("max_eval_examples"),
+        zero_shot=zero_shot or None,
+        few_shot=few_shot or None,
+        max_new_tokens=evaluation.get("max_new_tokens", 64),
+    )
+    metrics: dict[str, Any] = {
+        "loss": ev.test_loss,
+        "ppl": ev.test_ppl,
+        "n_test_tokens": ev.n_test_tokens,
+        "dev_loss": result.best_dev_loss,
+        "best_step": result.best_step,
+        "steps_run": result.steps_run,
+        "stopped_early": result.stopped_early,
+        "train_tokens": result.train_tokens,
+        "tokens_per_s": result.tokens_per_s,
+        "train_seconds": train_seconds,
+        "trainable_params": info.trainable,
+        "total_params": info.total,
+        "base_non_embedding_params": info.base_non_embedding,
+        "n_train_examples": len(train),
+        "bleu": ev.bleu,
+        "chrf": ev.chrf,
+        "rougeL": ev.rougeL,
+    }
+    for name, scores in ev.zero_shot.items():
+        for metric, value in scores.items():
+            if metric != "n":
+                metrics[f"zs_{name}_{metric}"] = value
+    for k, scores in ev.few_shot.items():
+        for metric, value in scores.items():
+            if metric != "n":
+                metrics[f"fs{k}_{metric}"] = value
+    return metrics
+
+
+def _load_tokenizer_from_checkpoint(path: Path):
+    from ftscale.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(path)
