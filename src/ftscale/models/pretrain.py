@@ -461,6 +461,17 @@ def pretrain(
             bar.advance()
 
             if at_budget:
+                # a step can turn weights non-finite while its loss was still finite; never save those
+                if not all(torch.isfinite(p).all() for p in model.parameters()):
+                    kept = (
+                        f"last good checkpoint: {last_good.path}"
+                        if last_good
+                        else "no checkpoint was written"
+                    )
+                    raise TrainingDiverged(
+                        f"training diverged at step {done} (non-finite weights); {kept}; "
+                        f"lower pretrain.lr (now {config.lr}) or raise warmup_fraction"
+                    )
                 budget = budget_at_step[done]
                 meta = {**base_meta, "budget_tokens": budget, "tokens_seen": done * config.tokens_per_step,
                         "anneal_tokens": 0, "step": done, "annealed": False, "lr": lr,
