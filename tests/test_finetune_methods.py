@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from test_finetune_support import copy_task, tiny_model
 
 from ftscale.errors import UserError
 from ftscale.finetune.methods import (
@@ -17,12 +16,18 @@ from ftscale.finetune.methods import (
     lr_sweep,
     prepare_model,
 )
+from test_finetune_support import copy_task, tiny_model
 
 
 def _dims(model):
     config = model.config
     head_dim = config.hidden_size // config.num_attention_heads
-    return config.hidden_size, config.intermediate_size, config.num_key_value_heads * head_dim, config.num_hidden_layers
+    return (
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_key_value_heads * head_dim,
+        config.num_hidden_layers,
+    )
 
 
 @pytest.mark.parametrize("rank", [1, 4, 8])

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from test_finetune_support import copy_task, encode_pair, tiny_model
 
 from ftscale.errors import DataError
 from ftscale.finetune._batches import IGNORE_INDEX, bucketed_batches, collate, target_nll_sum
 from ftscale.finetune.evaluate import target_loss
 from ftscale.finetune.methods import MethodConfig, prepare_model
 from ftscale.finetune.train import FinetuneConfig, finetune
+from test_finetune_support import copy_task, encode_pair, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,9 @@ def test_target_loss_matches_the_models_own_label_loss(method):
     with torch.no_grad():
         ours = target_nll_sum(model, batch) / batch.n_target_tokens
         # Hugging Face's loss over full logits with the same labels: our logits_to_keep shortcut must agree.
-        reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+        reference = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels
+        ).loss
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
 
 
@@ -59,7 +61,11 @@ def test_twenty_steps_lower_the_dev_loss(method, data):
     method_config = MethodConfig(method=method, prompt_length=4)
     model, info = prepare_model(tiny_model(), method_config)
     result = finetune(
-        model, train, dev, FinetuneConfig(method=method_config, max_steps=20, eval_every=10, device="cpu"), False
+        model,
+        train,
+        dev,
+        FinetuneConfig(method=method_config, max_steps=20, eval_every=10, device="cpu"),
+        False,
     )
     assert result.status == "done" and result.steps_run == 20
     assert result.trainable_params == info.trainable
@@ -78,8 +84,12 @@ def test_best_checkpoint_is_restored(data):
     result = finetune(model, train, dev, config, progress=False)
     dev_losses = [row[2] for row in result.history]
     assert result.best_dev_loss == min(dev_losses)
-    assert result.history[[row[0] for row in result.history].index(result.best_step)][2] == result.best_dev_loss
-    assert result.best_step != result.steps_run, "the schedule did not produce a non-final best; adjust the test"
+    assert (
+        result.history[[row[0] for row in result.history].index(result.best_step)][2] == result.best_dev_loss
+    )
+    assert result.best_step != result.steps_run, (
+        "the schedule did not produce a non-final best; adjust the test"
+    )
     assert target_loss(model, dev, 64).loss == pytest.approx(result.best_dev_loss, rel=1e-6)
 
 
