@@ -56,14 +56,14 @@ def test_lora_count_is_rank_times_in_plus_out_per_targeted_matrix(rank):
 @pytest.mark.parametrize("length", [3, 16])
 def test_prompt_count_is_length_times_d_model(length):
     base = tiny_model()
-    model, info = prepare_model(base, MethodConfig(method="prompt", prompt_length=length))
+    _, info = prepare_model(base, MethodConfig(method="prompt", prompt_length=length))
     assert info.trainable == length * base.config.hidden_size
 
 
 def test_fmt_trains_everything_and_x_excludes_embeddings():
     base = tiny_model()
     total = sum(p.numel() for p in base.parameters())
-    model, info = prepare_model(base, MethodConfig(method="fmt"))
+    _, info = prepare_model(base, MethodConfig(method="fmt"))
     assert info.trainable == info.total == total
     d, ff, kv, layers = _dims(base)
     attention = d * d * 2 + d * kv * 2
