@@ -1,0 +1,196 @@
+"""Finetuning methods behind one config: full-model tuning (FMT), prompt tuning and LoRA through Hugging Face PEFT.
+
+``prepare_model(base_model, MethodConfig(...))`` is the single entry point that turns a base causal LM into a
+trainable one, and reports how many parameters are trained. Per-method defaults keep the paper's ratios
+(prompt ≫ LoRA ≫ FMT learning rates; PET batches smaller than FMT batches) at CPU scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from transformers import PreTrainedModel
+
+from ftscale.errors import UserError
+
+if TYPE_CHECKING:
+    from ftscale.data.types import EncodedExample
+
+Method = Literal["fmt", "prompt", "lora"]
+
+# Paper (Adafactor, 1B-16B models): prompt 3e-1, LoRA 1e-2, FMT 1e-3. With AdamW on sub-2M-parameter models the
+# same ordering holds with a compressed range; these are starting points, re-tune with `lr_sweep`.
+DEFAULT_LEARNING_RATES: dict[str, float] = {"prompt": 3e-2, "lora": 3e-3, "fmt": 1e-3}
+# Paper: 16 (PET) and 128 (FMT). CPU micro-batches stay <= 16, keeping FMT's batch the larger one.
+DEFAULT_BATCH_SIZES: dict[str, int] = {"prompt": 8, "lora": 8, "fmt": 16}
+# LoRA on attention AND feed-forward projections (the paper applies it to both; names follow Llama).
+LLAMA_LORA_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+
+class MethodConfig(BaseModel):
+    """How a base model is finetuned.
+
+    - ``method``: ``fmt`` (all parameters), ``prompt`` (soft prompt of ``prompt_length`` vectors, initialised
+      from sampled vocabulary embeddings, only the prompt trained) or ``lora`` (rank ``lora_rank`` adapters).
+    - ``prompt_length`` |P| (PET-size axis for prompt tuning): default 16. The paper uses 100 virtual tokens for
+      ~256-token sequences; 16 keeps a similar share of the context for our <= 128-token sequences.
+    - ``lora_rank`` r (PET-size axis for LoRA): default 4, as the paper. ``lora_alpha`` 8 is fixed across
+      ranks (scaling alpha/r, as Hu et al. who set alpha once and did not retune it); ``lora_dropout`` 0 (the
+      paper states none). Init is PEFT's standard: A Kaiming-uniform, B = 0, so training starts at the base model.
+    - ``learning_rate`` / ``batch_size``: ``None`` takes the per-method default (``DEFAULT_LEARNING_RATES``,
+      ``DEFAULT_BATCH_SIZES``). Optimiser is AdamW with ``weight_decay`` (default 0: the paper describes none).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = "fmt"
+    prompt_length: int = Field(16, ge=1)
+    lora_rank: int = Field(4, ge=1)
+    lora_alpha: float = Field(8.0, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: tuple[str, ...] = LLAMA_LORA_TARGETS
+    learning_rate: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+
+    @model_validator(mode="after")
+    def _fill_method_defaults(self) -> MethodConfig:
+        if self.learning_rate is None:
+            self.learning_rate = DEFAULT_LEARNING_RATES[self.method]
+        if self.batch_size is None:
+            self.batch_size = DEFAULT_BATCH_SIZES[self.method]
+        return self
+
+    @property
+    def pet_size(self) -> int | None:
+        """The PET-size axis value X of the paper: |P| for prompt tuning, r for LoRA, None for FMT."""
+        return {"prompt": self.prompt_length, "lora": self.lora_rank}.get(self.method)
+
+
+@dataclass(frozen=True)
+class TrainableInfo:
+    """Parameter counts of a prepared model: ``trainable`` (what the optimiser updates), ``total`` (base plus any
+    PET parameters) and ``base_non_embedding`` (the model-size X of the paper; PET parameters never enter it)."""
+
+    trainable: int
+    total: int
+    base_non_embedding: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_non_embedding_parameters(model: PreTrainedModel) -> int:
+    """Parameters of a causal LM excluding the input embedding and the output projection (tied or not)."""
+    embedding_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    output = model.get_output_embeddings()
+    if output is not None:
+        embedding_ids |= {id(p) for p in output.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embedding_ids)
+
+
+def _requires_grad_count(model: torch.nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def prepare_model(
+    base_model: PreTrainedModel, method_config: MethodConfig, seed: int = 0
+) -> tuple[torch.nn.Module, TrainableInfo]:
+    """Turn ``base_model`` into a trainable model for ``method_config.method``.
+
+    PEFT injects adapters into ``base_model`` in place, so pass a fresh copy per run. ``seed`` fixes the random
+    parts of the setup (LoRA A init, the vocabulary rows that initialise the soft prompt) without touching the
+    caller's global RNG state.
+    """
+    if not isinstance(base_model, PreTrainedModel):
+        raise UserError(
+            f"prepare_model needs a transformers PreTrainedModel, got {type(base_model).__name__}"
+        )
+    base_non_embedding = count_non_embedding_parameters(base_model)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if method_config.method == "fmt":
+            model: torch.nn.Module = base_model
+            for parameter in model.parameters():
+                parameter.requires_grad_(True)
+        elif method_config.method == "prompt":
+            peft_config = PromptTuningConfig(
+                task_type=TaskType.CAUSAL_LM,
+                num_virtual_tokens=method_config.prompt_length,
+                prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB,
+            )
+            model = get_peft_model(base_model, peft_config)
+        else:
+            present = {name.rsplit(".", 1)[-1] for name, _ in base_model.named_modules()}
+            missing = sorted(set(method_config.lora_target_modules) - present)
+            if missing:
+                raise UserError(
+                    f"lora_target_modules {missing} not found in {type(base_model).__name__}; "
+                    f"set method.lora_target_modules to module names of the model"
+                )
+            peft_config = LoraConfig(
+                task_type=TaskType.CAUSAL_LM,
+                r=method_config.lora_rank,
+                lora_alpha=method_config.lora_alpha,
+                lora_dropout=method_config.lora_dropout,
+                target_modules=list(method_config.lora_target_modules),
+                init_lora_weights=True,
+                bias="none",
+            )
+            model = get_peft_model(base_model, peft_config)
+
+    direct_trainable, direct_total = _requires_grad_count(model)
+    if isinstance(model, PeftModel):
+        trainable, total = model.get_nb_trainable_parameters()
+        if (trainable, total) != (direct_trainable, direct_total):
+            raise RuntimeError(
+                f"PEFT counts {trainable}/{total} trainable/total parameters but requires_grad sums give "
+                f"{direct_trainable}/{direct_total}"
+            )
+    else:
+        trainable, total = direct_trainable, direct_total
+    return model, TrainableInfo(trainable=trainable, total=total, base_non_embedding=base_non_embedding)
+
+
+def lr_sweep(
+    base_model_factory: Callable[[], PreTrainedModel],
+    method: Method,
+    train: Sequence[EncodedExample],
+    dev: Sequence[EncodedExample],
+    lrs: Sequence[float],
+    steps: int,
+    **finetune_overrides,
+) -> dict[float, float]:
+    """Best dev loss (mean target NLL, nats) after ``steps`` steps for each learning rate; a diverged run scores
+    ``inf``. Run it on the smallest model, as the paper tuned each method on its smallest (1B) model, and pick
+    ``min(result, key=result.get)``. ``finetune_overrides`` go to ``FinetuneConfig`` (e.g. ``seed``)."""
+    from ftscale.finetune.train import FinetuneConfig, finetune
+
+    if not lrs:
+        raise UserError("lr_sweep needs at least one learning rate in lrs")
+    finetune_overrides.setdefault("eval_every", max(1, steps // 4))
+    results: dict[float, float] = {}
+    for lr in lrs:
+        config = FinetuneConfig(
+            method=MethodConfig(method=method, learning_rate=lr), max_steps=steps, **finetune_overrides
+        )
+        result = finetune(base_model_factory(), list(train), list(dev), config, progress=False)
+        results[lr] = result.best_dev_loss if result.status == "done" else float("inf")
+    return results

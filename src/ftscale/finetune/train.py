@@ -1,0 +1,232 @@
+"""The finetuning loop: target-only loss on length-bucketed batches, cosine LR, periodic dev loss, best-checkpoint
+selection by dev loss with early stopping, and divergence reported as a status instead of an exception.
+
+It reads top to bottom: config, setup, the loop, the result. The same code runs on CPU (fp32) and GPU (bf16
+autocast). Losses are accumulated on the device; the host reads them only at evaluation times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import get_cosine_schedule_with_warmup
+
+from ftscale.data.types import EncodedExample
+from ftscale.errors import DataError
+from ftscale.finetune._batches import bucketed_batches, target_nll_sum
+from ftscale.finetune.evaluate import target_loss
+from ftscale.finetune.methods import MethodConfig
+
+
+class FinetuneConfig(BaseModel):
+    """One finetuning run. Training stops at ``max_steps`` or ``max_epochs``, whichever comes first (the paper:
+    200K steps or 100 epochs), or when the dev loss has not improved for ``patience`` evaluations.
+
+    The learning rate warms up linearly for ``warmup_steps`` and then follows a cosine to zero at the last step
+    (the paper reuses a cosine schedule). ``eval_every`` steps the dev loss is measured and the best weights kept.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    max_steps: int = Field(1000, ge=1)
+    max_epochs: float | None = Field(None, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    eval_every: int = Field(100, ge=1)
+    patience: int | None = Field(5, ge=1)  # evaluations without improvement; None disables early stopping
+    eval_batch_size: int = Field(64, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always trains in fp32
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> FinetuneConfig:
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
+        return self
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did. ``status`` is ``"done"`` or ``"failed: diverged at step N"``; the model holds the weights of
+    ``best_step`` (step 0 = the untouched starting weights). ``history`` rows are (step, mean train loss since the
+    previous evaluation or None at step 0, dev loss). ``train_tokens`` counts non-padding tokens fed to the model."""
+
+    status: str
+    best_step: int
+    best_dev_loss: float
+    steps_run: int
+    train_tokens: int
+    tokens_per_s: float
+    history: list[tuple[int, float | None, float]] = field(default_factory=list)
+    trainable_params: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError(
+            "FinetuneConfig.device is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'"
+        )
+    return torch.device(device)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def _restore(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for name, parameter in model.named_parameters():
+        if name in state:
+            parameter.copy_(state[name])
+
+
+def finetune(
+    model: torch.nn.Module,
+    train: list[EncodedExample],
+    dev: list[EncodedExample],
+    config: FinetuneConfig,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train the ``requires_grad`` parameters of ``model`` (from ``methods.prepare_model``) on ``train``'s targets.
+
+    Returns with the best-by-dev-loss weights loaded into ``model``. Never raises on divergence.
+    """
+    if not train:
+        raise DataError("finetune got an empty training set; give at least one training example")
+    if not dev:
+        raise DataError(
+            "finetune got an empty dev set; the dev loss selects the checkpoint, give dev examples"
+        )
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    torch.manual_seed(config.seed)
+    shuffler = torch.Generator().manual_seed(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    model.train()
+    autocast = device.type == "cuda" and config.bf16
+    method = config.method
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    trainable_params = sum(p.numel() for p in parameters)
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=method.learning_rate,
+        betas=method.adam_betas,
+        weight_decay=method.weight_decay,
+        foreach=True,
+    )
+    batches_per_epoch = math.ceil(len(train) / method.batch_size)
+    total_steps = config.max_steps
+    if config.max_epochs is not None:
+        total_steps = min(total_steps, max(1, math.ceil(config.max_epochs * batches_per_epoch)))
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, min(config.warmup_steps, total_steps - 1), total_steps
+    )
+
+    # Step 0 is a candidate too: if finetuning never beats the starting weights, those are kept.
+    best_dev_loss = target_loss(model, dev, config.eval_batch_size).loss
+    best_step, best_state = 0, _trainable_state(model)
+    history: list[tuple[int, float | None, float]] = [(0, None, best_dev_loss)]
+    evals_without_improvement = 0
+    status, stopped_early = "done", False
+
+    # Device-side accumulators: reading them forces a sync, so the host does it only at evaluation times.
+    loss_sum = torch.zeros((), device=device)
+    loss_count = torch.zeros((), device=device)
+    first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    train_tokens = 0
+    step = 0
+    epoch_batches: list = []
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        disable=not progress,
+        transient=True,
+    )
+    task = bar.add_task(f"finetune {method.method}", total=total_steps, info=f"dev {best_dev_loss:.3f}")
+    started = time.perf_counter()
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    with bar:
+        while step < total_steps:
+            if not epoch_batches:
+                epoch_batches = bucketed_batches(train, method.batch_size, shuffler)
+                epoch_batches.reverse()  # pop() from the end walks the epoch in order
+            batch = epoch_batches.pop().to(device)
+            step += 1
+
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = target_nll_sum(model, batch) / batch.n_target_tokens
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            detached = loss.detach()
+            loss_sum += detached
+            loss_count += 1
+            diverged_now = ~torch.isfinite(detached) & (first_bad_step < 0)
+            first_bad_step = torch.where(diverged_now, torch.full_like(first_bad_step, step), first_bad_step)
+            train_tokens += batch.n_tokens
+            bar.update(task, advance=1)
+
+            if step % config.eval_every != 0 and step != total_steps:
+                continue
+            # -- evaluation: the only place the host waits for the device ------------------------------------
+            if first_bad_step.item() >= 0:
+                status = f"failed: diverged at step {first_bad_step.item()}"
+                break
+            train_loss = (loss_sum / loss_count).item()
+            loss_sum.zero_()
+            loss_count.zero_()
+            dev_loss = target_loss(model, dev, config.eval_batch_size).loss
+            history.append((step, train_loss, dev_loss))
+            if not math.isfinite(dev_loss):
+                status = f"failed: diverged at step {step}"
+                break
+            if dev_loss < best_dev_loss:
+                best_dev_loss, best_step, best_state = dev_loss, step, _trainable_state(model)
+                evals_without_improvement = 0
+            else:
+                evals_without_improvement += 1
+            bar.update(
+                task, info=f"train {train_loss:.3f} dev {dev_loss:.3f} best {best_dev_loss:.3f}@{best_step}"
+            )
+            if config.patience is not None and evals_without_improvement >= config.patience:
+                stopped_early = True
+                break
+
+    elapsed = time.perf_counter() - started
+    # -- result: the best weights go back into the model, whatever ended the run ---------------------------------
+    _restore(model, best_state)
+    return FinetuneResult(
+        status=status,
+        best_step=best_step,
+        best_dev_loss=best_dev_loss,
+        steps_run=step,
+        train_tokens=train_tokens,
+        tokens_per_s=train_tokens / elapsed if elapsed > 0 else 0.0,
+        history=history,
+        trainable_params=trainable_params,
+        stopped_early=stopped_early,
+    )

@@ -1,0 +1,116 @@
+"""Finetuning methods: PEFT parameter counts against the analytic formulas, initialisation, defaults, LR sweep."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ftscale.errors import UserError
+from ftscale.finetune.methods import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_LEARNING_RATES,
+    MethodConfig,
+    count_non_embedding_parameters,
+    lr_sweep,
+    prepare_model,
+)
+from test_finetune_support import copy_task, tiny_model
+
+
+def _dims(model):
+    config = model.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    return (
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_key_value_heads * head_dim,
+        config.num_hidden_layers,
+    )
+
+
+@pytest.mark.parametrize("rank", [1, 4, 8])
+def test_lora_count_is_rank_times_in_plus_out_per_targeted_matrix(rank):
+    base = tiny_model()
+    d, ff, kv, layers = _dims(base)
+    total_before = sum(p.numel() for p in base.parameters())
+    model, info = prepare_model(base, MethodConfig(method="lora", lora_rank=rank))
+    # q, o: d -> d; k, v: d -> kv (multi-query); gate, up: d -> ff; down: ff -> d.
+    per_layer = rank * ((d + d) * 2 + (d + kv) * 2 + (d + ff) * 2 + (ff + d))
+    assert info.trainable == layers * per_layer
+    assert info.total == total_before + info.trainable
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all("lora_" in n for n in names)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+
+
+@pytest.mark.parametrize("length", [3, 16])
+def test_prompt_count_is_length_times_d_model(length):
+    base = tiny_model()
+    _, info = prepare_model(base, MethodConfig(method="prompt", prompt_length=length))
+    assert info.trainable == length * base.config.hidden_size
+
+
+def test_fmt_trains_everything_and_x_excludes_embeddings():
+    base = tiny_model()
+    total = sum(p.numel() for p in base.parameters())
+    _, info = prepare_model(base, MethodConfig(method="fmt"))
+    assert info.trainable == info.total == total
+    d, ff, kv, layers = _dims(base)
+    attention = d * d * 2 + d * kv * 2
+    per_layer = attention + 3 * d * ff + 2 * d  # two RMSNorm weights
+    assert info.base_non_embedding == layers * per_layer + d  # final norm
+    assert count_non_embedding_parameters(base) == info.base_non_embedding
+
+
+def test_prompt_is_initialised_from_sampled_vocabulary_rows_and_seeded():
+    base = tiny_model()
+    vocabulary = base.get_input_embeddings().weight.detach().clone()
+    model, _ = prepare_model(base, MethodConfig(method="prompt", prompt_length=8), seed=3)
+    prompt = model.prompt_encoder["default"].embedding.weight.detach()
+    for row in prompt:
+        assert torch.isclose(vocabulary, row).all(dim=1).any()
+    again, _ = prepare_model(tiny_model(), MethodConfig(method="prompt", prompt_length=8), seed=3)
+    assert torch.equal(prompt, again.prompt_encoder["default"].embedding.weight.detach())
+
+
+def test_lora_starts_at_the_base_model():
+    base = tiny_model()
+    ids = torch.tensor([[1, 5, 9, 12, 2]])
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+    model, _ = prepare_model(base, MethodConfig(method="lora"))
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    torch.testing.assert_close(before, after)
+
+
+def test_defaults_follow_the_papers_ratios():
+    assert DEFAULT_LEARNING_RATES["prompt"] > DEFAULT_LEARNING_RATES["lora"] > DEFAULT_LEARNING_RATES["fmt"]
+    assert DEFAULT_BATCH_SIZES["fmt"] > DEFAULT_BATCH_SIZES["lora"] == DEFAULT_BATCH_SIZES["prompt"]
+    config = MethodConfig(method="lora")
+    assert config.learning_rate == DEFAULT_LEARNING_RATES["lora"] and config.lora_rank == 4
+    assert MethodConfig(method="prompt", learning_rate=0.5).learning_rate == 0.5
+    assert MethodConfig(method="prompt").pet_size == 16 and MethodConfig().pet_size is None
+
+
+def test_unknown_lora_targets_are_a_user_error():
+    with pytest.raises(UserError, match="lora_target_modules"):
+        prepare_model(tiny_model(), MethodConfig(method="lora", lora_target_modules=("c_attn",)))
+
+
+def test_lr_sweep_scores_each_rate_and_marks_divergence():
+    train, _ = copy_task(32, 0)
+    dev, _ = copy_task(8, 1)
+    result = lr_sweep(tiny_model, "fmt", train, dev, [1e-3, math.inf], steps=4, device="cpu")
+    assert set(result) == {1e-3, math.inf}
+    assert math.isfinite(result[1e-3]) and result[math.inf] == math.inf

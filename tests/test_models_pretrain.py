@@ -1,0 +1,241 @@
+"""Pretraining: checkpoints at budgets, reload, determinism, resume equivalence, divergence, annealing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+from ftscale.errors import DataError, SpecError, UserError
+from ftscale.models.family import ModelSpec, build_model, load_base_model, parameter_counts
+from ftscale.models.pretrain import (
+    PretrainConfig,
+    StepInfo,
+    TrainingDiverged,
+    list_checkpoints,
+    lr_multiplier,
+    pretrain,
+    tokenizer_sha256,
+)
+
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "river",
+    "house",
+    "green",
+    "blue",
+    "runs",
+    "quickly",
+    "slowly",
+    "under",
+    "over",
+    "big",
+    "small",
+]
+
+
+def make_texts(n_docs: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) + "." for _ in range(n_docs)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>", "<sep>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(make_texts(200), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", sep_token="<sep>"
+    )
+
+
+TINY = ModelSpec(name="tiny", n_layers=2, n_heads=2, head_dim=8, d_model=16, d_ff=64, vocab_size=320,
+                 max_seq_len=32)  # fmt: skip
+
+
+def config(**overrides) -> PretrainConfig:
+    base = dict(model=TINY, total_tokens=4 * 2 * 32, batch_size=2, seq_len=32, lr=1e-2, warmup_fraction=0.25,
+                checkpoint_tokens=[2 * 2 * 32], device="cpu", log_every=1, eval_sequences=4)  # fmt: skip
+    return PretrainConfig(**{**base, **overrides})
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_pretrain_writes_reloadable_checkpoints_with_metadata(tokenizer, tmp_path):
+    cfg = config()
+    result = pretrain(
+        cfg, tokenizer, make_texts(150), tmp_path, val_texts=make_texts(30, seed=9), progress=False
+    )
+    ckpts = list_checkpoints(tmp_path)
+    assert [(c.budget_tokens, c.step, c.annealed) for c in ckpts] == [(128, 2, False), (256, 4, False)]
+    assert result.checkpoints == ckpts and result.steps == 4 and result.tokens_seen == 256
+    final = ckpts[-1]
+    assert final.val_loss is not None and np.isfinite(final.val_loss)
+    assert final.params == parameter_counts(TINY)
+    meta = json.loads((final.path / "ftscale_meta.json").read_text())
+    assert meta["tokenizer_sha256"] == tokenizer_sha256(tokenizer)
+    assert meta["config"]["total_tokens"] == 256 and meta["tokens_seen"] == 256
+    # training lowered the loss from its initial value ln(V) ≈ 5.8
+    assert final.train_loss < np.log(320)
+
+    reloaded = LlamaForCausalLM.from_pretrained(final.path)
+    model, tok, counts = load_base_model(final.path)
+    assert counts == parameter_counts(TINY) and len(tok) == len(tokenizer)
+    x = torch.tensor([tokenizer("the cat sat.")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x).logits, model(x).logits)
+    # rerunning a finished run does no work and returns the same checkpoints
+    again = pretrain(cfg, tokenizer, make_texts(150), tmp_path, progress=False)
+    assert again.checkpoints == ckpts
+
+
+def test_same_seed_same_losses_other_seed_differs(tokenizer, tmp_path):
+    texts = make_texts(150)
+    a = pretrain(config(), tokenizer, texts, tmp_path / "a", progress=False)
+    b = pretrain(config(), tokenizer, texts, tmp_path / "b", progress=False)
+    c = pretrain(config(seed=1), tokenizer, texts, tmp_path / "c", progress=False)
+    losses = [[h["train_loss"] for h in r.history] for r in (a, b, c)]
+    assert np.allclose(losses[0], losses[1], atol=1e-6, rtol=0)
+    assert not np.allclose(losses[0], losses[2], atol=1e-6, rtol=0)
+
+
+def test_interrupted_run_resumes_to_identical_weights(tokenizer, tmp_path):
+    texts = make_texts(300)
+    cfg = config(total_tokens=6 * 2 * 32, checkpoint_tokens=[2 * 2 * 32, 4 * 2 * 32])
+    pretrain(cfg, tokenizer, texts, tmp_path / "full", progress=False)
+
+    def interrupt_after_step_3(info: StepInfo) -> None:
+        if info.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, tokenizer, texts, tmp_path / "cut", progress=False, on_step=interrupt_after_step_3)
+    assert [c.step for c in list_checkpoints(tmp_path / "cut")] == [2]
+    started = []
+    pretrain(
+        cfg, tokenizer, texts, tmp_path / "cut", progress=False, on_step=lambda i: started.append(i.step)
+    )
+    assert started[0] == 3  # resumed after the step-2 checkpoint, not from scratch
+    full = LlamaForCausalLM.from_pretrained(tmp_path / "full" / "ckpt-384")
+    resumed = LlamaForCausalLM.from_pretrained(tmp_path / "cut" / "ckpt-384")
+    for (name, w_full), w_resumed in zip(weights(full).items(), weights(resumed).values(), strict=True):
+        assert torch.equal(w_full, w_resumed), name
+
+
+def test_resume_refuses_a_different_config(tokenizer, tmp_path):
+    texts = make_texts(150)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config(), tokenizer, texts, tmp_path, progress=False,
+                 on_step=lambda i: (_ for _ in ()).throw(KeyboardInterrupt) if i.step == 3 else None)  # fmt: skip
+    with pytest.raises(UserError, match="different config"):
+        pretrain(config(lr=5e-3), tokenizer, texts, tmp_path, progress=False)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tokenizer, tmp_path):
+    def poison_after(step: int):
+        def poison(info: StepInfo) -> None:
+            if info.step == step:
+                with torch.no_grad():
+                    info.model.model.layers[0].mlp.up_proj.weight.fill_(float("nan"))
+
+        return poison
+
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 4 .*ckpt-128"):
+        pretrain(config(), tokenizer, make_texts(150), tmp_path, progress=False, on_step=poison_after(3))
+    ckpts = list_checkpoints(tmp_path)
+    assert [c.step for c in ckpts] == [2]
+    model = LlamaForCausalLM.from_pretrained(ckpts[0].path)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # weights poisoned right before a checkpoint are caught before they are saved
+    with pytest.raises(TrainingDiverged, match=r"step 2 \(non-finite weights\); no checkpoint"):
+        pretrain(
+            config(), tokenizer, make_texts(150), tmp_path / "b", progress=False, on_step=poison_after(2)
+        )
+    assert list_checkpoints(tmp_path / "b") == []
+    assert issubclass(TrainingDiverged, UserError)
+
+
+def test_annealed_checkpoints_decay_lr_and_count_extra_tokens(tokenizer, tmp_path):
+    cfg = config(total_tokens=8 * 2 * 32, checkpoint_tokens=[4 * 2 * 32], anneal=True, anneal_fraction=0.5)
+    pretrain(cfg, tokenizer, make_texts(300), tmp_path, val_texts=make_texts(30, seed=9), progress=False)
+    ckpts = {(c.budget_tokens, c.annealed): c for c in list_checkpoints(tmp_path)}
+    assert set(ckpts) == {(256, False), (256, True), (512, False)}  # the final one is already decayed
+    annealed = ckpts[(256, True)]
+    assert annealed.anneal_tokens == 2 * 2 * 32  # 50 % of 4 steps = 2 steps of 2 × 32 tokens
+    assert annealed.tokens_seen == 256 + annealed.anneal_tokens and annealed.step == 4
+    meta = json.loads((annealed.path / "ftscale_meta.json").read_text())
+    assert meta["lr"] == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    assert annealed.val_loss is not None
+    plain = LlamaForCausalLM.from_pretrained(ckpts[(256, False)].path)
+    annealed_model = LlamaForCausalLM.from_pretrained(annealed.path)
+    assert not torch.equal(plain.lm_head.weight, annealed_model.lm_head.weight)
+    # annealing branches off a copy: the main run matches one trained without anneals
+    pretrain(
+        cfg.model_copy(update={"anneal": False}),
+        tokenizer,
+        make_texts(300),
+        tmp_path / "plain",
+        progress=False,
+    )
+    main = LlamaForCausalLM.from_pretrained(tmp_path / "ckpt-512")
+    reference = LlamaForCausalLM.from_pretrained(tmp_path / "plain" / "ckpt-512")
+    assert torch.equal(main.lm_head.weight, reference.lm_head.weight)
+
+
+def test_token_array_input_and_too_little_data(tokenizer, tmp_path):
+    ids = np.arange(4 * 2 * 32 + 1) % 300
+    result = pretrain(config(checkpoint_tokens=[]), tokenizer, ids, tmp_path / "ok", progress=False)
+    assert [c.budget_tokens for c in result.checkpoints] == [256]
+    with pytest.raises(DataError, match="give more text"):
+        pretrain(config(), tokenizer, make_texts(3), tmp_path / "short", progress=False)
+    repeated = pretrain(
+        config(allow_repeat=True), tokenizer, make_texts(20), tmp_path / "rep", progress=False
+    )
+    assert repeated.steps == 4
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(SpecError, match="checkpoint_tokens"):
+        config(checkpoint_tokens=[10_000])
+    with pytest.raises(SpecError, match="seq_len"):
+        config(seq_len=64)
+    with pytest.raises(ValueError, match="batch_size"):
+        config(batch_size=32)
+
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    lrs = [lr_multiplier(s, 100, 10, 0.1) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[100] == pytest.approx(0.1)
+
+
+def test_load_external_hf_directory(tmp_path, tokenizer):
+    spec = TINY.model_copy(update={"tie_embeddings": False})
+    build_model(spec, seed=3).save_pretrained(tmp_path / "ext")
+    tokenizer.save_pretrained(tmp_path / "ext")
+    _, tok, counts = load_base_model(tmp_path / "ext")
+    assert counts == parameter_counts(spec) and counts.embedding == 2 * 320 * 16
+    assert tok.eos_token == "</s>"
+    with pytest.raises(UserError, match=r"no config\.json"):
+        load_base_model(tmp_path)
