@@ -187,20 +187,6 @@ def test_status_of_a_missing_study_is_one_line(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "nothing").exists()
 
 
-def test_default_runner_is_reported_as_not_wired(tmp_path: Path) -> None:
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(json.dumps(SMALL))
-    env = cli_env()
-    env.pop("FTSCALE_JOB_FN", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "ftscale", "study", "run", str(spec_file), "--dir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 2 and "not wired yet" in done.stderr and not (tmp_path / "d").exists()
-
-
 def test_process_pool_survives_a_dead_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", f"{REPO_ROOT / 'src'}:{REPO_ROOT / 'tests'}")
     monkeypatch.setenv("FAKE_MARKER_DIR", str(tmp_path))

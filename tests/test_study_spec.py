@@ -18,7 +18,7 @@ from ftscale.study.spec import load_spec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "t",
-    "task": {"name": "synthetic", "train_pool": 500},
+    "task": {"name": "synthetic-en-de", "train_pool": 500},
     "tokenizer": {"vocab_size": 256},
     "family": {"pretrain": {"sizes": ["xs", "s", "m"], "total_tokens": 1000}},
     "methods": {"fmt": {"lr": 1e-3}, "prompt": {"prompt_length": 4}, "lora": {"lora_rank": 4}},

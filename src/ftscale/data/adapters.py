@@ -576,6 +576,11 @@ def task_names() -> list[str]:
     return [*TASKS, *TASK_PATTERNS]
 
 
+def known_task(name: str) -> bool:
+    """Whether ``name`` names a task of the registry (without loading anything)."""
+    return name in TASKS or any(matcher(name) is not None for matcher, _ in TASK_PATTERNS.values())
+
+
 def load_task(name: str, data_dir: Path | str | None = None, **kwargs: Any) -> TaskData:
     """Build a task by name, e.g. ``load_task("multi30k-en-de")`` or ``load_task("synthetic-en-de", n_train=2000)``.
 

@@ -19,6 +19,7 @@ from typing import Any
 from ftscale.errors import UserError
 from ftscale.study.executors import JobContext, JobFunction, Outcome, make_executor, set_progress_hook
 from ftscale.study.plan import StudyPlan, build_plan
+from ftscale.study.runner import run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
 
@@ -35,7 +36,7 @@ def _runner_not_wired(ctx: JobContext) -> Mapping[str, Any]:
 _runner_not_wired.not_wired = True  # type: ignore[attr-defined]
 
 # Named job functions; the real pretrain/finetune/evaluate runner is registered as "default".
-JOB_FUNCTIONS: dict[str, JobFunction] = {"default": _runner_not_wired}
+JOB_FUNCTIONS: dict[str, JobFunction] = {"default": run_job, "not_wired": _runner_not_wired}
 
 
 def resolve_job_function(name: str = "default") -> JobFunction:

@@ -24,7 +24,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 METHODS = ("fmt", "prompt", "lora")
 PET_FACTOR_OF_METHOD = {"prompt": "prompt_length", "lora": "lora_rank"}
-TASK_NAME_PATTERN = r"^[a-z][a-z0-9_]*(/[a-z0-9_\-]+)?$"
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9_\-]*(/[a-z0-9_\-]+)?$"
 DIRECTION_PATTERN = r"^[a-z]{2,3}-[a-z]{2,3}$"
 
 
@@ -250,6 +250,13 @@ def canonical_json(value: Any) -> str:
 # --- validation beyond the structure -----------------------------------------------------------------
 
 
+def _known_task(name: str) -> bool:
+    from ftscale.data.adapters import known_task
+
+    # Names with a "/" are left to plug-in registries; the built-in registry knows the rest.
+    return "/" in name or known_task(name)
+
+
 def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     fam = spec.family
@@ -266,6 +273,10 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
     methods = spec.methods.enabled()
     if not methods:
         problems.append(("methods", "enable at least one of fmt, prompt, lora"))
+    if not _known_task(spec.task.name):
+        from ftscale.data.adapters import task_names
+
+        problems.append(("task.name", f"unknown task '{spec.task.name}'; valid: {', '.join(task_names())}"))
     f = spec.factors
     for i, name in enumerate(f.model_size or []):
         if name not in sizes:
