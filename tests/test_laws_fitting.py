@@ -169,6 +169,7 @@ def test_bootstrap_intervals_cover_truth():
     np.testing.assert_allclose(again.samples.to_numpy(), first.samples.to_numpy())
 
 
+@pytest.mark.slow
 def test_bootstrap_two_stage_columns():
     factors, _, _ = make_factors(seed=2)
     res = bootstrap_two_stage(factors, n_resamples=3, seed=0)

@@ -29,7 +29,7 @@ from ftscale.laws.forms import (
 )
 
 POLISH_OPTIONS = {"ftol": 1e-15, "gtol": 1e-12, "maxcor": 20, "maxls": 50}
-_N_POLISH = 8  # distinct best candidates of the batched phase polished with scipy
+_N_POLISH = 4  # distinct best candidates of the batched phase polished with scipy
 _CHUNK = 256  # parameter vectors evaluated together
 _SCREEN_ITER = 30  # batched iterations every start gets before pruning
 _SCREEN_KEEP = 64  # at least this many starts survive screening ...
