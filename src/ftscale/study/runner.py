@@ -29,9 +29,22 @@ def run_job(ctx: JobContext) -> Mapping[str, Any]:
     """Dispatch one job of the plan to its runner."""
     import torch
 
+    _quiet_libraries()
     torch.set_num_threads(max(1, ctx.threads))
     runners = {"tokenizer": _tokenizer_job, "pretrain": _pretrain_job, "finetune": _finetune_job}
     return runners[ctx.kind](ctx)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, deprecation notices) out of the study's progress display."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\b.*")
 
 
 # ------------------------------------------------------------------------------------------------ task data
