@@ -53,7 +53,9 @@ def token_stream(n_tokens: int, vocab: int, seed: int) -> np.ndarray:
     return (rng.zipf(1.2, size=n_tokens) % (vocab - 4) + 4).astype(np.int32)
 
 
-def run_ours(size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int, compile_model: bool) -> dict:
+def run_ours(
+    size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int, compile_model: bool
+) -> dict:
     import torch
 
     from ftscale.models.family import default_family, parameter_counts
@@ -179,7 +181,9 @@ def main() -> None:
     for size in args.sizes.split(","):
         for _ in range(args.repeats):
             for variant in variants:
-                results.append(spawn(variant.split("+")[0], size, args, compile_model=variant == "ours+compile"))
+                results.append(
+                    spawn(variant.split("+")[0], size, args, compile_model=variant == "ours+compile")
+                )
                 r = results[-1]
                 util = 6 * r["non_embedding"] * r["tokens_per_s"] / r["peak_flops"]
                 print(f"  {size:3s} {r['variant']:13s} {r['tokens_per_s']:9.0f} tok/s  util {util:5.1%}  "
