@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ftscale.models.runtime import TCMALLOC_PATH
 from conftest import cli_env
+from ftscale.models.runtime import TCMALLOC_PATH
 
 PROBE = (
     "import os; from ftscale.models.runtime import maybe_reexec_with_tcmalloc, tcmalloc_loaded; "
