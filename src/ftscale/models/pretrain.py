@@ -407,9 +407,8 @@ def pretrain(
     base_meta = {"params": asdict(counts), "tokenizer_sha256": tok_hash, "data_sha256": data_sha,
                  "config": config.model_dump(mode="json")}  # fmt: skip
     last_good = max(list_checkpoints(out_dir), key=lambda c: c.step, default=None)
-    window: list[
-        torch.Tensor
-    ] = []  # per-step losses kept on device until the next sync (no .item() per step)
+    # per-step losses stay on the device until the next sync point: no .item() (host sync) per step
+    window: list[torch.Tensor] = []
     window_start = start_step
     train_loss = history[-1]["train_loss"] if history else None
     val_loss = None
@@ -442,15 +441,7 @@ def pretrain(
                 bad = (~torch.isfinite(losses)).nonzero()
                 if len(bad):
                     first = window_start + int(bad[0]) + 1
-                    kept = (
-                        f"last good checkpoint: {last_good.path}"
-                        if last_good
-                        else "no checkpoint was written"
-                    )
-                    raise TrainingDiverged(
-                        f"training diverged at step {first} (loss {float(losses[bad[0]]):.3g}); {kept}; "
-                        f"lower pretrain.lr (now {config.lr}) or raise warmup_fraction"
-                    )
+                    raise _diverged(first, f"loss {float(losses[bad[0]]):.3g}", last_good, config)
                 train_loss = float(losses.mean())
                 window, window_start = [], done
                 if val_rows is not None and (at_eval or at_budget):
@@ -463,15 +454,7 @@ def pretrain(
             if at_budget:
                 # a step can turn weights non-finite while its loss was still finite; never save those
                 if not all(torch.isfinite(p).all() for p in model.parameters()):
-                    kept = (
-                        f"last good checkpoint: {last_good.path}"
-                        if last_good
-                        else "no checkpoint was written"
-                    )
-                    raise TrainingDiverged(
-                        f"training diverged at step {done} (non-finite weights); {kept}; "
-                        f"lower pretrain.lr (now {config.lr}) or raise warmup_fraction"
-                    )
+                    raise _diverged(done, "non-finite weights", last_good, config)
                 budget = budget_at_step[done]
                 meta = {**base_meta, "budget_tokens": budget, "tokens_seen": done * config.tokens_per_step,
                         "anneal_tokens": 0, "step": done, "annealed": False, "lr": lr,
@@ -495,6 +478,16 @@ def pretrain(
     return PretrainResult(out_dir=out_dir, checkpoints=list_checkpoints(out_dir), steps=total_steps,
                           tokens_seen=total_steps * config.tokens_per_step, final_train_loss=train_loss,
                           final_val_loss=history[-1]["val_loss"] if history else None, history=history)  # fmt: skip
+
+
+def _diverged(
+    step: int, what: str, last_good: CheckpointInfo | None, config: PretrainConfig
+) -> TrainingDiverged:
+    kept = f"last good checkpoint: {last_good.path}" if last_good else "no checkpoint was written"
+    return TrainingDiverged(
+        f"training diverged at step {step} ({what}); {kept}; "
+        f"lower pretrain.lr (now {config.lr}) or raise warmup_fraction"
+    )
 
 
 def _write_annealed(model, optimizer, config: PretrainConfig, batches: PackedBatches, step: int, n_steps: int,
