@@ -90,10 +90,14 @@ def target_nll_sum(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     Only the last ``width - first_target + 1`` positions get logits (``logits_to_keep``): with right padding they
     cover every target prediction, and the vocabulary projection of the source positions is skipped. A PEFT soft
     prompt is prepended on the left, so counting from the right stays correct for prompt tuning too.
+
+    No attention mask is passed: with right padding and causal attention, a real token never sees a pad (pads
+    only follow it), and pad positions carry no label. Without a mask, attention takes its fused causal path
+    instead of materialising a (batch, 1, width, width) mask.
     """
     width = batch.input_ids.shape[1]
     keep = width - batch.first_target + 1
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=keep).logits
+    logits = model(input_ids=batch.input_ids, logits_to_keep=keep).logits
     # logits[:, j] predicts token (width - keep + 1 + j); the last position predicts nothing.
     predictions = logits[:, -keep:-1, :]
     targets = batch.labels[:, batch.first_target :]

@@ -40,7 +40,7 @@ class FinetuneConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0)
     eval_every: int = Field(100, ge=1)
     patience: int | None = Field(5, ge=1)  # evaluations without improvement; None disables early stopping
-    eval_batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(16, ge=1)  # small batches of length-sorted examples waste little padding
     grad_clip: float | None = Field(1.0, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always trains in fp32
