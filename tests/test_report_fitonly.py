@@ -10,6 +10,7 @@ from ftscale.report._fitonly import analyse_points, load_points
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # eight law fits of the OPT family: minutes on a loaded CPU
 def test_lin2024_family(shared_data, tmp_path):
     wide = pd.read_csv(shared_data / "finetuning_scaling_law_lin2024" / "wmt19.csv")
     family = wide[wide["family"] == "OPT"]  # four OPT models, 350m-6.7b
