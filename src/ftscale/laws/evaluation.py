@@ -1,0 +1,249 @@
+"""Judging a fitted law: fit / held-out split, Δe and Δh (PAPER §2.7-2.8), RMSE of log loss, seed averaging.
+
+The paper splits its points by *value*: every run whose X or D_f equals a held-out value (mostly the largest of
+each axis) is held out, the rest are fitted. Δe is the mean absolute deviation of the law on the fitting points,
+Δh on the held-out points. Points of one (X, D_f) cell from different seeds are averaged before fitting.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ftscale.errors import DataError, FitError
+
+# Relative tolerance for matching held-out values given on the command line (16e9) to stored floats.
+_VALUE_RTOL = 1e-9
+
+
+def aggregate_cells(df: pd.DataFrame, keys: Sequence[str], y: str) -> pd.DataFrame:
+    """One row per cell ``keys``: ``y`` is the mean over seeds; ``{y}_std`` and ``n_seeds`` keep the spread.
+
+    Columns other than ``keys`` and ``y`` are dropped (they differ between seeds, e.g. the seed itself).
+    """
+    missing = [k for k in [*keys, y] if k not in df.columns]
+    if missing:
+        raise DataError(f"cannot aggregate: columns {missing} missing; available columns: {list(df.columns)}")
+    grouped = df.groupby(list(keys), sort=True, dropna=False)[y]
+    out = grouped.agg(["mean", "std", "count"]).reset_index()
+    out = out.rename(columns={"mean": y, "std": f"{y}_std", "count": "n_seeds"})
+    out[f"{y}_std"] = out[f"{y}_std"].fillna(0.0)  # a single seed has no spread
+    return out
+
+
+def _matches(values: np.ndarray, targets: Sequence[float]) -> np.ndarray:
+    mask = np.zeros(values.shape, dtype=bool)
+    for target in targets:
+        mask |= np.isclose(values, float(target), rtol=_VALUE_RTOL, atol=0.0)
+    return mask
+
+
+def split_points(
+    df: pd.DataFrame,
+    axes: Sequence[str] = ("x", "d"),
+    heldout: str | Mapping[str, Sequence[float]] | None = "largest",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks ``(fit_mask, heldout_mask)`` over the rows of ``df``.
+
+    ``heldout="largest"`` holds out every row whose value on ANY of ``axes`` equals that axis's largest value;
+    a mapping ``{axis: [values]}`` holds out rows matching any listed value (relative tolerance 1e-9); ``None`` or
+    ``"none"`` fits every row. A listed value absent from the data is an error (a typo would silently hold out
+    nothing).
+    """
+    axes = list(axes)
+    missing = [a for a in axes if a not in df.columns]
+    if missing:
+        raise DataError(f"split axes {missing} are not columns; available columns: {list(df.columns)}")
+    held = np.zeros(len(df), dtype=bool)
+    if heldout is None or (isinstance(heldout, str) and heldout == "none"):
+        return ~held, held
+    if isinstance(heldout, str):
+        if heldout != "largest":
+            raise DataError(
+                f"held-out rule {heldout!r} is unknown: use 'largest', 'none' or axis=value pairs"
+            )
+        for axis in axes:
+            values = df[axis].to_numpy(dtype=float)
+            if values.size:
+                held |= _matches(values, [np.nanmax(values)])
+        return ~held, held
+    for axis, targets in heldout.items():
+        if axis not in axes:
+            raise DataError(f"held-out axis {axis!r} is not one of the law's axes {axes}")
+        values = df[axis].to_numpy(dtype=float)
+        for target in targets:
+            hit = _matches(values, [target])
+            if not hit.any():
+                present = ", ".join(f"{v:g}" for v in np.unique(values))
+                raise DataError(
+                    f"held-out value {axis}={float(target):g} is not in the data; values are {present}"
+                )
+            held |= hit
+    return ~held, held
+
+
+def fit_errors(law: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Deviations of a fitted law on points: ``mad`` (Δ, mean |L̂ − L|), ``rmse_log``, ``max_abs``, ``n``.
+
+    Empty input gives NaN errors and ``n = 0``. ``rmse_log`` is NaN where a prediction is not positive.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.size == 0:
+        return {"mad": math.nan, "rmse_log": math.nan, "max_abs": math.nan, "n": 0}
+    pred = np.asarray(law.predict(X), dtype=float)
+    dev = pred - y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_dev = np.log(pred) - np.log(y)
+    return {
+        "mad": float(np.mean(np.abs(dev))),
+        "rmse_log": float(np.sqrt(np.mean(log_dev**2))),
+        "max_abs": float(np.max(np.abs(dev))),
+        "n": int(y.size),
+    }
+
+
+@dataclass
+class FitReport:
+    """What one law fit says about its points: parameters (with CIs), Δe, Δh, RMSE of log loss, health.
+
+    ``delta_e`` / ``delta_h`` are mean absolute deviations on the fitting / held-out points; ``delta_h`` is NaN
+    when nothing is held out and ``heldout_note`` says so.
+    """
+
+    law: str
+    params: dict[str, float]
+    delta_e: float
+    delta_h: float
+    rmse_log_fit: float
+    rmse_log_heldout: float
+    max_abs_fit: float
+    max_abs_heldout: float
+    n_fit: int
+    n_heldout: int
+    converged: bool
+    warnings: list[str] = field(default_factory=list)
+    ci: pd.DataFrame | None = None
+    ci_level: float | None = None
+    heldout_note: str = ""
+    group: str | None = None
+    fitted_law: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN → None; CI table as {param: {estimate, low, high, se}})."""
+        out = asdict(self)
+        out.pop("fitted_law", None)
+        out["ci"] = (
+            None if self.ci is None else {str(k): _clean(v) for k, v in self.ci.to_dict("index").items()}
+        )
+        return _clean(out)
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively, so json.dumps emits valid JSON."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fit_warning_type() -> type[Warning]:
+    from ftscale.laws import forms
+
+    return getattr(forms, "FitWarning", UserWarning)
+
+
+def law_name(law: Any) -> str:
+    """Short name of a law's form, e.g. ``MultiplicativeLaw`` → ``multiplicative``."""
+    name = type(law).__name__
+    return name[: -len("Law")].lower() if name.endswith("Law") else name.lower()
+
+
+def points_matrix(df: pd.DataFrame, x: str | None, d: str) -> np.ndarray:
+    """Law input from a point table: (n, 2) columns (x, d) for joint laws, (n,) of d when ``x`` is None."""
+    if x is None:
+        return df[d].to_numpy(dtype=float)
+    return df[[x, d]].to_numpy(dtype=float)
+
+
+def evaluate_fit(
+    law: Any,
+    df: pd.DataFrame,
+    *,
+    x: str | None = "x",
+    d: str = "d",
+    y: str = "loss",
+    heldout: str | Mapping[str, Sequence[float]] | None = "largest",
+    aggregate: bool = True,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    bootstrap_fn: Callable[..., Any] | None = None,
+    group: str | None = None,
+) -> FitReport:
+    """Fit ``law`` (an unfitted estimator; it is copied) on the fit split of ``df`` and report Δe / Δh.
+
+    ``x=None`` means a single-factor law of ``d``. With ``aggregate`` the rows of one (x, d) cell are averaged
+    over seeds first. ``bootstrap > 0`` adds percentile CIs of the parameters from that many resamples of the
+    fitting points.
+    """
+    axes = [d] if x is None else [x, d]
+    points = aggregate_cells(df, axes, y) if aggregate else df.reset_index(drop=True)
+    fit_mask, held_mask = split_points(points, axes, heldout)
+    fit_df, held_df = points[fit_mask], points[held_mask]
+    n_params = getattr(law, "n_params", None)
+    where = f" (group {group})" if group is not None else ""
+    if n_params is not None and len(fit_df) < int(n_params):
+        raise FitError(
+            f"{law_name(law)} law{where} has {int(n_params)} parameters but only {len(fit_df)} fitting points "
+            f"({len(held_df)} held out): add points or use --heldout none"
+        )
+    estimator = copy.deepcopy(law)
+    X_fit, y_fit = points_matrix(fit_df, x, d), fit_df[y].to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        # The fitter also records its warnings in ``warnings_``; the report carries them, so keep stderr clean.
+        warnings.simplefilter("ignore", _fit_warning_type())
+        estimator.fit(X_fit, y_fit)
+    fit_err = fit_errors(estimator, X_fit, y_fit)
+    held_err = fit_errors(estimator, points_matrix(held_df, x, d), held_df[y].to_numpy(dtype=float))
+    note = "" if len(held_df) else "no held-out points: Δh is undefined (NaN)"
+
+    ci = None
+    if bootstrap > 0:
+        if bootstrap_fn is None:
+            from ftscale.laws.fitting import bootstrap as bootstrap_fn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _fit_warning_type())
+            result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed)
+        ci = result.ci(level=level)
+
+    return FitReport(
+        law=law_name(estimator),
+        params={k: float(v) for k, v in estimator.params_.items()},
+        delta_e=fit_err["mad"],
+        delta_h=held_err["mad"],
+        rmse_log_fit=fit_err["rmse_log"],
+        rmse_log_heldout=held_err["rmse_log"],
+        max_abs_fit=fit_err["max_abs"],
+        max_abs_heldout=held_err["max_abs"],
+        n_fit=fit_err["n"],
+        n_heldout=held_err["n"],
+        converged=bool(getattr(estimator, "converged_", True)),
+        warnings=[str(w) for w in getattr(estimator, "warnings_", [])],
+        ci=ci,
+        ci_level=level if ci is not None else None,
+        heldout_note=note,
+        group=group,
+        fitted_law=estimator,
+    )

@@ -1,0 +1,211 @@
+"""Reading results CSVs into validated point tables for law fitting, and naming law forms.
+
+A point table is long: one row per run with the factor columns (e.g. ``model_size``, ``ft_examples``) and the
+loss. Every problem a user can cause (missing file, unreadable CSV, missing column, non-positive size, NaN/inf
+loss) raises :class:`ftscale.errors.DataError` naming the file and the column. ``read_lin2024`` melts the wide
+tables of Lin et al. (2024) (one row per model, one column per finetuning data size) into that long layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ftscale.errors import DataError, FitError
+
+JOINT_LAWS = ("multiplicative", "additive")
+SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
+LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
+
+_LAW_CLASS_NAMES = {
+    "multiplicative": "MultiplicativeLaw",
+    "additive": "AdditiveLaw",
+    "power": "PowerLaw",
+    "rectified": "RectifiedLaw",
+    "vanilla": "VanillaLaw",
+}
+
+# Column names of the long table made from a Lin et al. (2024) wide CSV.
+LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
+
+
+def law_class(name: str) -> type:
+    """The law class for a form name (``multiplicative``, ``additive``, ``power``, ``rectified``, ``vanilla``)."""
+    key = name.strip().lower()
+    if key not in _LAW_CLASS_NAMES:
+        raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")
+    from ftscale.laws import forms
+
+    return getattr(forms, _LAW_CLASS_NAMES[key])
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV file, turning every way it can fail into a one-line DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a CSV file")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty, expected a CSV with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable CSV ({first})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if df.empty:
+        raise DataError(f"{path}: no data rows below the header")
+    return df
+
+
+def is_lin2024_layout(df: pd.DataFrame) -> bool:
+    """True for the wide layout of Lin et al. (2024): ``config name``, numeric size columns, ``size``, ``family``."""
+    numeric = [c for c in df.columns if str(c).strip().isdigit()]
+    return {"config name", "size", "family"} <= set(df.columns) and len(numeric) >= 2
+
+
+def melt_lin2024(df: pd.DataFrame, *, include_zero_shot: bool = False, source: str = "table") -> pd.DataFrame:
+    """Long table (``model, family, size, ft_examples, loss``) from a Lin et al. (2024) wide table.
+
+    The ``0`` column (zero-shot loss, no finetuning) is dropped unless ``include_zero_shot``: power laws in D_f
+    are undefined at D_f = 0, and the reference RMSDs are computed over the non-zero sizes only.
+    """
+    if not is_lin2024_layout(df):
+        raise DataError(
+            f"{source}: not a Lin et al. (2024) wide table (needs 'config name', 'size', 'family' and numeric "
+            f"data-size columns); columns are {list(df.columns)}"
+        )
+    size_cols = [c for c in df.columns if str(c).strip().isdigit()]
+    if not include_zero_shot:
+        size_cols = [c for c in size_cols if int(str(c).strip()) > 0]
+    long = df.melt(
+        id_vars=["config name", "size", "family"],
+        value_vars=size_cols,
+        var_name="ft_examples",
+        value_name="loss",
+    )
+    long = long.rename(columns={"config name": "model"})
+    long["ft_examples"] = long["ft_examples"].astype(str).str.strip().astype(int)
+    long["size"] = pd.to_numeric(long["size"], errors="coerce")
+    long["loss"] = pd.to_numeric(long["loss"], errors="coerce")
+    return (
+        long[list(LIN2024_COLUMNS)]
+        .sort_values(["family", "size", "model", "ft_examples"])
+        .reset_index(drop=True)
+    )
+
+
+def read_lin2024(path: str | Path, *, include_zero_shot: bool = False) -> pd.DataFrame:
+    """Read one of Lin et al.'s ``flan.csv`` / ``gigaword.csv`` / ``wmt19.csv`` as a long point table.
+
+    Columns: ``model`` (HF id), ``family``, ``size`` (parameters), ``ft_examples`` (finetuning examples),
+    ``loss`` (test loss after full finetuning).
+    """
+    return melt_lin2024(read_table(path), include_zero_shot=include_zero_shot, source=str(path))
+
+
+def validate_points(
+    df: pd.DataFrame, *, sizes: Sequence[str], y: str, source: str, extra: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Check that the size columns are finite and positive and ``y`` is finite and positive; return numeric copy.
+
+    ``extra`` columns (e.g. a grouping column) must exist but are not checked for values.
+    """
+    needed = [*sizes, y, *extra]
+    missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: column {missing[0]!r} not found; available columns: {', '.join(map(str, df.columns))}"
+        )
+    out = df.copy()
+    for col in [*sizes, y]:
+        values = pd.to_numeric(out[col], errors="coerce")
+        bad_text = values.isna() & out[col].notna()
+        if bad_text.any():
+            row = int(np.flatnonzero(bad_text.to_numpy())[0])
+            raise DataError(
+                f"{source}: column {col!r} has a non-numeric value {out[col].iloc[row]!r} (data row {row + 1})"
+            )
+        arr = values.to_numpy(dtype=float)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"{source}: column {col!r} has a missing or infinite value (data row {row + 1}); "
+                "drop or fix that run"
+            )
+        if (arr <= 0).any():
+            row = int(np.flatnonzero(arr <= 0)[0])
+            what = "loss" if col == y else "size"
+            raise DataError(
+                f"{source}: column {col!r} has a non-positive {what} {arr[row]:g} (data row {row + 1}); "
+                "scaling laws need positive values"
+            )
+        out[col] = arr
+    return out
+
+
+def read_points(
+    path: str | Path,
+    *,
+    sizes: Sequence[str],
+    y: str = "loss",
+    extra: Sequence[str] = (),
+    layout: str = "auto",
+) -> pd.DataFrame:
+    """Read and validate a results CSV into a point table with the given size columns and loss column.
+
+    ``layout``: ``long`` (one row per run), ``lin2024`` (wide table, melted), or ``auto`` (detect).
+    """
+    source = str(path)
+    df = read_table(path)
+    if layout not in {"auto", "long", "lin2024"}:
+        raise DataError(f"unknown table layout {layout!r}: use auto, long or lin2024")
+    if layout == "lin2024" or (layout == "auto" and is_lin2024_layout(df)):
+        df = melt_lin2024(df, source=source)
+    return validate_points(df, sizes=sizes, y=y, source=source, extra=extra)
+
+
+def parse_heldout(spec: str, axis_columns: dict[str, str]) -> str | dict[str, list[float]] | None:
+    """Parse a ``--heldout`` value: ``largest``, ``none`` or ``axis=v1;v2,axis=v3``.
+
+    Axis names may be the role (``x``, ``d``) or the column name; values are numbers (``16e9``, ``100000``).
+    Returns what :func:`ftscale.laws.evaluation.split_points` takes, keyed by column name.
+    """
+    text = spec.strip()
+    if text.lower() in {"largest", "none"}:
+        return text.lower()
+    out: dict[str, list[float]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise DataError(
+                f"--heldout {spec!r}: expected 'largest', 'none' or axis=value pairs like x=16e9,d=1e5"
+            )
+        key, _, raw_values = part.partition("=")
+        key = key.strip()
+        column = axis_columns.get(key, key if key in axis_columns.values() else None)
+        if column is None:
+            known = sorted({*axis_columns, *axis_columns.values()})
+            raise DataError(f"--heldout: axis {key!r} is not one of {', '.join(known)}")
+        for raw in filter(None, (v.strip() for v in raw_values.split(";"))):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise DataError(f"--heldout: value {raw!r} for axis {key!r} is not a number") from None
+            out.setdefault(column, []).append(value)
+    if not out:
+        raise DataError(f"--heldout {spec!r}: no axis=value pairs found")
+    return out
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy-free, NaN-free structure for ``json.dumps`` (NaN/inf → None)."""
+    from ftscale.laws.evaluation import _clean
+
+    return _clean(value)
