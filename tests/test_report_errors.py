@@ -35,7 +35,9 @@ def test_no_done_runs():
 
 def test_too_few_runs_names_the_factor():
     # Two pretraining checkpoints: the larger is held out, one value of X is left to fit.
-    study = SyntheticStudy(truth={"fmt": SyntheticStudy().truth["fmt"]}, pretrain_tokens=(84e9, 283e9), seeds=1)
+    study = SyntheticStudy(
+        truth={"fmt": SyntheticStudy().truth["fmt"]}, pretrain_tokens=(84e9, 283e9), seeds=1
+    )
     with pytest.raises(FitError) as info:
         analyse(study.results(), n_bootstrap=0)
     message = str(info.value)
@@ -55,8 +57,13 @@ def test_cli_error_is_one_line(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     for target, expected in ((tmp_path / "missing", "not found"), (empty, "empty")):
-        proc = subprocess.run([sys.executable, "-c", code, "report", str(target)], capture_output=True, text=True,
-                              env=cli_env(), timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "report", str(target)],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr
         assert expected in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
