@@ -1,0 +1,129 @@
+"""CLI commands of the report layer (``report``, ``advise``, ``fit``) as typer functions for the main app.
+
+Register them with ``app.command("report")(report)`` etc.; every user mistake raises a ``UserError`` that the
+main entry point prints as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ftscale.report import tables
+from ftscale.report.analysis import analyse, load_results
+
+console = Console()
+
+
+def _fit_only_requested(x: str | None, y: str | None, d: str | None) -> bool:
+    return any(v is not None for v in (x, y, d))
+
+
+def _fit_only(
+    study: Path, x: str | None, y: str | None, d: str | None, factor: str | None, max_models: int | None
+) -> None:
+    from ftscale.errors import UserError
+    from ftscale.report._fitonly import analyse_points, load_points
+
+    if x is None:
+        raise UserError("fit-only mode needs --x COLUMN (the other factor, e.g. model size)")
+    result = analyse_points(load_points(study, x=x, y=y, d=d, factor=factor), max_models=max_models)
+    console.print(f"[bold]Fit-only analysis of {result.source}[/]")
+    for name, frame in (
+        ("Joint laws per group", result.joint),
+        ("Single-factor laws per model", result.single),
+    ):
+        console.print(f"\n[bold]{name}[/]")
+        console.print(tables.to_markdown(frame.round(5)), markup=False)
+    if len(result.crossings):
+        console.print("\n[bold]Crossings of model pairs[/]")
+        console.print(
+            tables.to_markdown(result.crossings[["group", "model_a", "model_b", "description"]]), markup=False
+        )
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+
+
+def report(
+    study: Path = typer.Argument(
+        ..., help="Study directory (results.parquet/csv) or a results CSV/Parquet file"
+    ),
+    out: Path = typer.Option(
+        Path("report"), "--out", help="Output directory for report.html, report.md, analysis.json"
+    ),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for CIs (0: none)"),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap"),
+    x: str | None = typer.Option(None, "--x", help="Fit-only: column of the other factor X"),
+    d: str | None = typer.Option(
+        None, "--d", help="Fit-only: column of the finetuning data size (wide table if omitted)"
+    ),
+    y: str | None = typer.Option(None, "--y", help="Fit-only: column of the loss"),
+    method: str | None = typer.Option(
+        None, "--method", help="Fit-only: column of the method (default: all FMT)"
+    ),
+    factor: str | None = typer.Option(
+        None, "--factor", help="Fit-only: column grouping rows into factors/families"
+    ),
+    max_models: int | None = typer.Option(
+        None, "--max-models", help="Fit-only: single laws for at most N models per group"
+    ),
+) -> None:
+    """Analyse a study and write a self-contained HTML report (or a fit-only analysis of any CSV)."""
+    if _fit_only_requested(x, y, d):
+        _fit_only(study, x, y, d, factor, max_models)
+        return
+    from ftscale.report.html import write_report
+
+    analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
+    path = write_report(analysis, out)
+    console.print(f"report written to {path / 'report.html'} (+ report.md, analysis.json)")
+    _print_findings(analysis)
+
+
+def advise(
+    study: Path = typer.Argument(..., help="Study directory or results file"),
+    examples: int = typer.Option(..., "--examples", help="Your finetuning data budget (number of examples)"),
+    model: str | None = typer.Option(None, "--model", help="Base model size to use (default: smallest)"),
+    candidates: list[str] | None = typer.Option(
+        None, "--candidate", help="Candidate base sizes to compare (repeat)"
+    ),
+    task: str | None = typer.Option(None, "--task", help="Task (needed when the study has several)"),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for the CI"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI."""
+    from ftscale.report.advise import advise as make_advice
+
+    analysis = analyse(
+        load_results(study), n_bootstrap=bootstrap, seed=seed, compare_additive=False, single_factor=False
+    )
+    console.print(
+        make_advice(analysis, examples, model=model, candidates=candidates or None, task=task).render()
+    )
+
+
+def fit_study(
+    study: Path = typer.Argument(..., help="Study directory or results file"),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for CIs (0: none)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fit the joint laws of a study and print Table 4, held-out errors, critical sizes and findings."""
+    analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
+    for task in analysis.tasks:
+        console.print(f"\n[bold]Task {task}[/] — Table 4 (bootstrap CIs)")
+        console.print(tables.to_markdown(tables.table4(analysis, task)), markup=False)
+        console.print("[bold]Held-out error Δh[/]")
+        console.print(tables.to_markdown(tables.table_errors(analysis, task)), markup=False)
+        console.print("[bold]Critical data sizes[/]")
+        console.print(tables.to_markdown(tables.table_critical(analysis, task)), markup=False)
+    _print_findings(analysis)
+
+
+def _print_findings(analysis) -> None:
+    colors = {"confirms": "green", "refutes": "red", "cannot tell": "yellow"}
+    for f in analysis.findings:
+        color = colors.get(f.verdict, "white")
+        console.print(f"[{color}]{f.verdict:>11}[/] {f.task} {f.scope}: {f.statement} — ", end="")
+        console.print(f.detail, markup=False)

@@ -1,0 +1,220 @@
+"""The paper's tables from an ``Analysis``: Table 4 (parameters with CIs), 2/6 (held-out errors), 5, 7, Fig. 5 data.
+
+Each function returns a display DataFrame (strings, one row per parameter or setting); ``to_markdown`` renders any
+of them without extra dependencies, so the HTML and Markdown reports show the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ftscale.report.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
+
+
+def fmt_number(value: float, digits: int = 3) -> str:
+    """Compact number: 3 significant digits, scientific outside [1e-3, 1e4); '–' for missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    value = float(value)
+    if value != 0 and not 1e-3 <= abs(value) < 1e4:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def fmt_ci(estimate: float, low: float, high: float) -> str:
+    if not (isinstance(low, float) and math.isfinite(low)):
+        return fmt_number(estimate)
+    return f"{fmt_number(estimate)} [{fmt_number(low)}, {fmt_number(high)}]"
+
+
+def _method_columns(analysis: Analysis, task: str) -> list[str]:
+    return analysis.methods(task)
+
+
+def table4(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Paper Table 4: A and α per factor, shared E and β, each 'estimate [low, high]' (bootstrap percentile)."""
+    fits = analysis.fits[(analysis.fits["task"] == task) & (analysis.fits["form"] == "multiplicative")]
+    ci = analysis.param_ci[analysis.param_ci["task"] == task]
+    rows: dict[str, dict[str, str]] = {}
+
+    def cell(method: str, factor: str, param: str) -> str | None:
+        row = fits[(fits["method"] == method) & (fits["factor"] == factor)]
+        if row.empty:
+            return None
+        estimate = float(row[param].iloc[0])
+        hit = ci[(ci["method"] == method) & (ci["factor"] == factor) & (ci["param"] == param)]
+        if hit.empty:
+            return fmt_number(estimate)
+        return fmt_ci(estimate, float(hit["low"].iloc[0]), float(hit["high"].iloc[0]))
+
+    methods = _method_columns(analysis, task)
+    factors = [f for f in FACTOR_BY_NAME if f in set(fits["factor"])]
+    for factor in factors:
+        sym = FACTOR_BY_NAME[factor].symbol
+        for param, label in (("A", f"A_{sym}"), ("alpha", f"α_{sym}")):
+            rows[label] = {METHOD_LABELS.get(m, m): cell(m, factor, param) or "–" for m in methods}
+    for param, label in (("E", "E"), ("beta", "β")):
+        values = {}
+        for m in methods:
+            stage1 = fits[(fits["method"] == m)]
+            factor = (
+                str(stage1.sort_values("stage1", ascending=False)["factor"].iloc[0]) if len(stage1) else ""
+            )
+            values[METHOD_LABELS.get(m, m)] = cell(m, factor, param) or "–"
+        rows[label] = values
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "param"
+    return table.reset_index()
+
+
+def table_errors(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Paper Tables 2/6: held-out MAD (Δh) of the multiplicative and additive laws per factor and method."""
+    fits = analysis.fits[analysis.fits["task"] == task]
+    methods = _method_columns(analysis, task)
+    forms = [f for f in ("multiplicative", "additive") if f in set(fits["form"])]
+    rows = []
+    for factor in [f for f in FACTOR_BY_NAME if f in set(fits["factor"])]:
+        row: dict[str, str] = {"factor": FACTOR_BY_NAME[factor].label}
+        for form in forms:
+            values = []
+            for m in methods:
+                hit = fits[(fits["factor"] == factor) & (fits["method"] == m) & (fits["form"] == form)]
+                value = float(hit["delta_h"].iloc[0]) if len(hit) else math.nan
+                row[f"{form[:4]}. {METHOD_LABELS.get(m, m)} Δh"] = fmt_number(value, 2)
+                if math.isfinite(value):
+                    values.append(value)
+            row[f"{form[:4]}. avg"] = fmt_number(sum(values) / len(values), 2) if values else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_fit_quality(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Δe, Δh and point counts of every fitted law (traceability: how many cells and runs each law rests on)."""
+    fits = analysis.fits[analysis.fits["task"] == task]
+    out = pd.DataFrame(
+        {
+            "method": fits["method"].map(lambda m: METHOD_LABELS.get(m, m)),
+            "factor": fits["factor"],
+            "form": fits["form"],
+            "Δe": fits["delta_e"].map(lambda v: fmt_number(v, 2)),
+            "Δh": fits["delta_h"].map(lambda v: fmt_number(v, 2)),
+            "fit cells": fits["n_fit"],
+            "held-out cells": fits["n_heldout"],
+            "runs": fits["runs"],
+            "converged": fits["converged"],
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def table5(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Paper Table 5: H and γ of the constant-gap critical size D^c = H·X^γ (Eq. 3) per method pair."""
+    gaps = analysis.table5[analysis.table5["task"] == task] if len(analysis.table5) else analysis.table5
+    rows: dict[str, dict[str, str]] = {}
+    for factor in [f for f in FACTOR_BY_NAME if len(gaps) and f in set(gaps["factor"])]:
+        sub = gaps[gaps["factor"] == factor]
+        label = FACTOR_BY_NAME[factor].label
+        rows[f"H ({label})"] = {r.pair: fmt_number(r.H, 2) for r in sub.itertuples()}
+        rows[f"γ ({label})"] = {r.pair: fmt_number(r.gamma, 2) for r in sub.itertuples()}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "coefficient"
+    return table.reset_index()
+
+
+def table7(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Paper Table 7: Pearson r of test PPL with BLEU / ROUGE-L per factor (‡ marks p < 0.01)."""
+    corr = analysis.table7[analysis.table7["task"] == task] if len(analysis.table7) else analysis.table7
+    rows = []
+    for (factor, metric), sub in corr.groupby(["factor", "metric"], sort=False) if len(corr) else []:
+        row = {"factor": FACTOR_BY_NAME[factor].label, "metric": metric}
+        for r in sub.itertuples():
+            mark = "‡" if r.p < 0.01 else ""
+            row[METHOD_LABELS.get(r.method, r.method)] = f"{r.r:.3f}{mark} (n={r.n})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_critical(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Fig. 5 as numbers: first critical D_f per X with its bootstrap CI, or 'no crossing in [a, b]'."""
+    crit = (
+        analysis.critical[analysis.critical["task"] == task] if len(analysis.critical) else analysis.critical
+    )
+    rows = []
+    for r in crit.itertuples() if len(crit) else []:
+        if r.status == "none":
+            value = f"no crossing in [{fmt_number(r.search_min)}, {fmt_number(r.search_max)}]"
+            better = METHOD_LABELS.get(r.below, r.below)
+            value += f"; {better} better throughout"
+        else:
+            value = fmt_ci(r.critical, r.low, r.high)
+            value += (
+                f"; {METHOD_LABELS.get(r.below, r.below)} better below, "
+                f"{METHOD_LABELS.get(r.above, r.above)} above"
+            )
+            if r.n_roots > 1:
+                value += f" ({r.n_roots} crossings)"
+            if r.extrapolated:
+                value += " (outside observed D_f)"
+        crossing_rate = "–" if not math.isfinite(r.frac_none) else f"{1 - r.frac_none:.0%}"
+        rows.append(
+            {
+                "factor": FACTOR_BY_NAME[r.factor].label,
+                "pair": r.pair,
+                "X": fmt_number(r.x),
+                "critical D_f [CI]": value,
+                "resamples crossing": crossing_rate,
+                "Eq. 3 H·X^γ": fmt_number(r.constant_gap),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table_single(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Fig. 1 as numbers: L(D_f) = A·D_f^-β + E per base model."""
+    single = analysis.single_fits
+    if single.empty:
+        return single
+    sub = single[single["task"] == task]
+    return pd.DataFrame(
+        {
+            "method": sub["method"].map(lambda m: METHOD_LABELS.get(m, m)),
+            "model": sub["model_size"],
+            "A": sub["A"].map(fmt_number),
+            "β": sub["beta"].map(fmt_number),
+            "E": sub["E"].map(fmt_number),
+            "Δe": sub["delta_e"].map(lambda v: fmt_number(v, 2)),
+            "Δh": sub["delta_h"].map(lambda v: fmt_number(v, 2)),
+            "fit / held-out cells": [
+                f"{a} / {b}" for a, b in zip(sub["n_fit"], sub["n_heldout"], strict=True)
+            ],
+        }
+    ).reset_index(drop=True)
+
+
+def table_findings(analysis: Analysis, task: str) -> pd.DataFrame:
+    rows = [
+        {"finding": f.statement, "scope": f.scope, "verdict": f.verdict, "numbers (95% CI)": f.detail}
+        for f in analysis.findings
+        if f.task == task
+    ]
+    return pd.DataFrame(rows)
+
+
+def table_runs(analysis: Analysis) -> pd.DataFrame:
+    counts = analysis.run_counts.pivot_table(
+        index=["task", "method"], columns="status", values="n", aggfunc="sum", fill_value=0
+    )
+    return counts.reset_index()
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub-flavoured Markdown table (no tabulate dependency)."""
+    if table is None or table.empty:
+        return "_(none)_\n"
+    columns = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines) + "\n"

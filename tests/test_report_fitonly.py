@@ -1,0 +1,39 @@
+"""Fit-only mode on a real wide loss table (Lin et al. 2024): joint laws per family, single laws, crossings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ftscale.errors import DataError
+from ftscale.report._fitonly import analyse_points, load_points
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow  # eight law fits of the OPT family: minutes on a loaded CPU
+def test_lin2024_family(shared_data, tmp_path):
+    wide = pd.read_csv(shared_data / "finetuning_scaling_law_lin2024" / "wmt19.csv")
+    family = wide[wide["family"] == "OPT"]  # four OPT models, 350m-6.7b
+    assert len(family) >= 3
+    path = tmp_path / "opt.csv"
+    family.to_csv(path, index=False)
+    points = load_points(path, x="size", factor="family")
+    assert set(points.columns) >= {"group", "model", "x", "d", "loss"}
+    assert points["d"].min() == 200  # the zero-shot column (d = 0) is dropped
+    result = analyse_points(points, single_forms=("rectified",))
+    joint = result.joint.set_index("form")
+    assert set(joint.index) == {"multiplicative", "additive"}
+    assert (joint["n_heldout"] > 0).all() and (joint["delta_h"] > 0).all()
+    # the rectified law fits every OPT curve to within a few percent in log loss (Lin et al.: ~0.01-0.02)
+    assert (result.single["rmse_log"] < 0.05).all()
+    assert len(result.crossings) == len(family) * (len(family) - 1) // 2
+    assert set(result.crossings["status"]) <= {"none", "one", "several"}
+
+
+def test_column_mapping_errors(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("n,examples,nll\n1,2,3\n")
+    with pytest.raises(DataError, match="size"):
+        load_points(path, x="size", d="examples", y="nll")
+    with pytest.raises(DataError, match="--y"):
+        load_points(path, x="n", d="examples")
