@@ -37,12 +37,10 @@ so ``pretraining_text(..., workers=N)`` spreads generation over N processes with
 
 from __future__ import annotations
 
-import gc
 import random
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count, islice
 from multiprocessing import get_context
@@ -160,30 +158,27 @@ class SyntheticCorpus:
         english, source, target = self._render["en"], self._render[src], self._render[tgt]
         max_tokens, min_tokens = self.config.max_sentence_tokens, self.config.min_sentence_tokens
         noise = self.config.noise
-        draw, render_english = self._frames.clause, english.sentence
-        lo, hi = self._split_cuts[split_id], self._split_cuts[split_id + 1]
         seen: set[tuple] = set()
         pairs: list[tuple[str, str]] = []
         attempts, patience = 0, 200 * n + 20_000
-        with _gc_paused():
-            while len(pairs) < n:
-                attempts += 1
-                if attempts > patience:
-                    raise self._exhausted("sentence_pairs", n, split, len(pairs))
-                frame = draw(r)
-                if not lo <= hash(frame) % _HASH_BUCKETS < hi or frame in seen:  # inline _split_index
-                    continue
-                seen.add(frame)
-                # Length is judged on English so the accepted frames do not depend on the language pair.
-                en_text = render_english(frame)
-                if not min_tokens <= en_text.count(" ") + 1 <= max_tokens:
-                    continue
-                src_text = en_text if src == "en" else source.sentence(frame)
-                tgt_text = en_text if tgt == "en" else target.sentence(frame)
-                if noise:
-                    src_text = _add_noise(src_text, noise_r, noise)
-                pairs.append((src_text, tgt_text))
-            return pairs
+        while len(pairs) < n:
+            attempts += 1
+            if attempts > patience:
+                raise self._exhausted("sentence_pairs", n, split, len(pairs))
+            frame = self._frames.clause(r)
+            if self._split_index(frame) != split_id or frame in seen:
+                continue
+            seen.add(frame)
+            # Length is judged on English so the accepted frames do not depend on the language pair.
+            en_text = english.sentence(frame)
+            if not min_tokens <= en_text.count(" ") + 1 <= max_tokens:
+                continue
+            src_text = en_text if src == "en" else source.sentence(frame)
+            tgt_text = en_text if tgt == "en" else target.sentence(frame)
+            if noise:
+                src_text = _add_noise(src_text, noise_r, noise)
+            pairs.append((src_text, tgt_text))
+        return pairs
 
     def documents(self, lang: str, n: int, split: str = "train") -> list[str]:
         """``n`` monolingual documents; a ``parallel_share`` of sentences is followed by its translation."""
@@ -259,17 +254,16 @@ class SyntheticCorpus:
         n_sentences = lo + int(r() * (hi - lo + 1))
         protagonist = self._frames.protagonist(r)
         main_index = 0 if n_sentences == 1 else 1 + int(r() * (n_sentences - 1))
-        render = self._render[lang].sentence
+        renderer = self._render[lang]
         max_tokens, min_tokens = self.config.max_sentence_tokens, self.config.min_sentence_tokens
         draw = self._frames.document_sentence
-        lo, hi = self._split_cuts[split_id], self._split_cuts[split_id + 1]
         sentences, frames = [], []
         for index in range(n_sentences):
             for _ in range(100_000):
                 frame = draw(r, protagonist, index, main_index)
-                if not lo <= hash(frame) % _HASH_BUCKETS < hi:  # inline _split_index
+                if self._split_index(frame) != split_id:
                     continue
-                text = render(frame)
+                text = renderer.sentence(frame)
                 if min_tokens <= text.count(" ") + 1 <= max_tokens:
                     break
             else:  # pragma: no cover - only reachable with absurd split shares
@@ -289,27 +283,20 @@ class SyntheticCorpus:
         partner = self._render[PARALLEL_PARTNER[lang]]
         share, noise = self.config.parallel_share, self.config.noise
         documents = []
-        with _gc_paused():
-            for _ in range(DOCS_PER_CHUNK):
-                documents.append(self._chunk_document(r, extra_r, lang, split_id, partner, share, noise))
+        for _ in range(DOCS_PER_CHUNK):
+            sentences, frames, _, _ = self._document(r, lang, split_id)
+            if share:
+                mixed = []
+                for text, frame in zip(sentences, frames, strict=True):
+                    mixed.append(text)
+                    if extra_r() < share:
+                        mixed.append(partner.sentence(frame))
+                sentences = mixed
+            document = " ".join(sentences)
+            if noise:
+                document = _add_noise(document, extra_r, noise)
+            documents.append(document)
         return documents
-
-    def _chunk_document(
-        self, r, extra_r, lang: str, split_id: int, partner, share: float, noise: float
-    ) -> str:
-        """One document of a chunk, with incidental translations and noise drawn from ``extra_r``."""
-        sentences, frames, _, _ = self._document(r, lang, split_id)
-        if share:
-            mixed = []
-            for text, frame in zip(sentences, frames, strict=True):
-                mixed.append(text)
-                if extra_r() < share:
-                    mixed.append(partner.sentence(frame))
-            sentences = mixed
-        document = " ".join(sentences)
-        if noise:
-            document = _add_noise(document, extra_r, noise)
-        return document
 
     def _document_stream(self, lang: str, split: str, pool: Executor | None = None) -> Iterator[str]:
         if pool is None:
@@ -412,22 +399,6 @@ def _add_noise(text: str, r, rate: float) -> str:
             word = word[:k] + word[k] + word[k:]
         out.append(word)
     return " ".join(out)
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while building many small acyclic tuples and strings.
-
-    Frames are tuples and the generator keeps many of them alive (the ``seen`` set of ``sentence_pairs``), so
-    the collector would keep re-traversing them; nothing built here forms a reference cycle.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # ---- worker processes for pretraining_text(workers > 1) ------------------------------------------------------

@@ -113,12 +113,43 @@ class FrameGenerator:
             raise ValueError("the lexicon needs transitive and intransitive verbs; increase n_lemmas")
         self.verb_tables = [self.verbs_by_kind.get(k, []) for k in (INTR, TR, DITR, SAY)]
         self.object_table = self._object_tables()
-        self._build_samplers()
 
-    # ---- noun phrases and clauses --------------------------------------------------------------------------
-    # This is the generator's hot loop, so it is built once as closures over local tables (no attribute
-    # lookups, table lengths precomputed, relative-free noun phrases built inline). Every random draw happens
-    # in the same order as in the straightforward version, so a seed always gives the same frames.
+    # ---- noun phrases --------------------------------------------------------------------------------------
+    # Sampling is written inline (``T[int(r() * len(T))]``) on purpose: this is the generator's hot loop.
+
+    def np(self, r, noun: int, depth: int, allow_rel: bool = True) -> tuple:
+        shapes = NP_SHAPES
+        number, det = shapes[int(r() * len(shapes))]
+        adjs = self.adj_or_none
+        adj = adjs[int(r() * len(adjs))]
+        if allow_rel and depth < self.max_depth and r() < 0.18:
+            return (noun, number, det, adj, self.relative(r, noun, number, depth + 1))
+        return (noun, number, det, adj, 0)
+
+    def relative(self, r, head: int, number: int, depth: int) -> tuple:
+        head_cls = self.noun_cls[head]
+        tense = 1 if r() < 0.5 else 0
+        neg = 1 if r() < 0.12 else 0
+        if head_cls <= ANIMAL and (r() < 0.6 or head_cls not in self.tr_by_obj_cls):
+            if r() < 0.4:
+                verbs = self.verbs_by_kind[INTR]
+                return (0, verbs[int(r() * len(verbs))], tense, neg, 0)
+            verbs = self.verbs_by_kind[TR]
+            verb = verbs[int(r() * len(verbs))]
+            return (0, verb, tense, neg, self.np(r, self.object_noun(r, verb), depth))
+        verbs = self.tr_by_obj_cls[head_cls]
+        animate = self.animate
+        return (
+            1,
+            verbs[int(r() * len(verbs))],
+            tense,
+            neg,
+            self.np(r, animate[int(r() * len(animate))], depth),
+        )
+
+    def object_noun(self, r, verb: int) -> int:
+        nouns = self.object_table[verb]
+        return nouns[int(r() * len(nouns))]
 
     def _object_tables(self) -> list[list[int]]:
         """Per verb, one table over its allowed object classes (classes equally likely, Zipf within a class)."""
@@ -132,132 +163,64 @@ class FrameGenerator:
             tables.append(by_classes[classes])
         return tables
 
-    def _build_samplers(self) -> None:
-        """Define ``self.np``, ``self.relative``, ``self.object_noun`` and ``self.clause`` (see the note above)."""
-        max_depth = self.max_depth
-        noun_cls = self.noun_cls
-        shapes = tuple(NP_SHAPES)
-        n_shapes = len(shapes)
-        adjs = tuple(self.adj_or_none)
-        n_adjs = len(adjs)
-        animate = tuple(self.animate)
-        n_animate = len(animate)
-        persons = tuple(self.persons)
-        n_persons = len(persons)
-        intr_verbs = tuple(self.verbs_by_kind[INTR])
-        n_intr = len(intr_verbs)
-        tr_verbs = tuple(self.verbs_by_kind[TR])
-        n_tr = len(tr_verbs)
-        tr_by_obj_cls = {c: (tuple(t), len(t)) for c, t in self.tr_by_obj_cls.items()}
-        object_tables = [(tuple(t), len(t)) for t in self.object_table]
-        verb_tables = [(tuple(t), len(t)) for t in self.verb_tables]
-        places = tuple(self.places) if self.places else ()
-        n_places = len(places)
-        things = tuple(self.things) if self.things else ()
-        n_things = len(things)
-        has_ditr, has_say = self.has_ditr, self.has_say
-        kinds = tuple(CLAUSE_KINDS)
-        n_kinds = len(kinds)
+    # ---- clauses -------------------------------------------------------------------------------------------
 
-        def np(r, noun: int, depth: int, allow_rel: bool = True) -> tuple:
-            number, det = shapes[int(r() * n_shapes)]
-            adj = adjs[int(r() * n_adjs)]
-            if allow_rel and depth < max_depth and r() < 0.18:
-                return (noun, number, det, adj, relative(r, noun, number, depth + 1))
-            return (noun, number, det, adj, 0)
-
-        def relative(r, head: int, number: int, depth: int) -> tuple:
-            head_cls = noun_cls[head]
-            tense = 1 if r() < 0.5 else 0
-            neg = 1 if r() < 0.12 else 0
-            if head_cls <= ANIMAL and (r() < 0.6 or head_cls not in tr_by_obj_cls):
-                if r() < 0.4:
-                    return (0, intr_verbs[int(r() * n_intr)], tense, neg, 0)
-                verb = tr_verbs[int(r() * n_tr)]
-                nouns, n_nouns = object_tables[verb]
-                return (0, verb, tense, neg, np(r, nouns[int(r() * n_nouns)], depth))
-            verbs, n_verbs = tr_by_obj_cls[head_cls]
-            verb = verbs[int(r() * n_verbs)]
-            return (1, verb, tense, neg, np(r, animate[int(r() * n_animate)], depth))
-
-        def object_noun(r, verb: int) -> int:
-            nouns, n_nouns = object_tables[verb]
-            return nouns[int(r() * n_nouns)]
-
-        def clause(
-            r,
-            depth: int = 0,
-            subj: tuple | None = None,
-            subj_cls: int = PERSON,
-            allow_say: bool = True,
-            adv: int = -1,
-        ) -> tuple:
-            can_embed = depth < max_depth
-            kind = kinds[int(r() * n_kinds)]
-            if kind == SAY:
-                if not (can_embed and allow_say and subj_cls == PERSON and has_say):
-                    kind = TR
-            elif kind == DITR and not has_ditr:
-                kind = TR
-            verbs, n_verbs = verb_tables[kind]
-            verb = verbs[int(r() * n_verbs)]
-            tense = 1 if r() < 0.5 else 0
-            neg = 1 if r() < 0.15 else 0
-            if subj is None:
-                if r() < 0.08:
-                    subj = (SPEAKER, 1 if r() < 0.5 else 0, PRONOUN, -1, 0)
-                else:
-                    noun = persons[int(r() * n_persons)] if kind == SAY else animate[int(r() * n_animate)]
-                    number, det = shapes[int(r() * n_shapes)]
-                    adj = adjs[int(r() * n_adjs)]
-                    if can_embed and r() < 0.18:
-                        subj = (noun, number, det, adj, relative(r, noun, number, depth + 1))
-                    else:
-                        subj = (noun, number, det, adj, 0)
-            obj = iobj = pp = sub = 0
-            if kind == TR:
-                nouns, n_nouns = object_tables[verb]
-                noun = nouns[int(r() * n_nouns)]
-                number, det = shapes[int(r() * n_shapes)]
-                adj = adjs[int(r() * n_adjs)]
-                if can_embed and r() < 0.18:
-                    obj = (noun, number, det, adj, relative(r, noun, number, depth + 1))
-                else:
-                    obj = (noun, number, det, adj, 0)
-            elif kind == DITR:
-                nouns, n_nouns = object_tables[verb]
-                noun = nouns[int(r() * n_nouns)]
-                number, det = shapes[int(r() * n_shapes)]
-                obj = (noun, number, det, adjs[int(r() * n_adjs)], 0)
-                noun = animate[int(r() * n_animate)]
-                number, det = shapes[int(r() * n_shapes)]
-                iobj = (noun, number, det, adjs[int(r() * n_adjs)], 0)
-            if kind == SAY:
-                sub = (CONJ_THAT, clause(r, depth + 1))
+    def clause(
+        self,
+        r,
+        depth: int = 0,
+        subj: tuple | None = None,
+        subj_cls: int = PERSON,
+        allow_say: bool = True,
+        adv: int = -1,
+    ) -> tuple:
+        can_embed = depth < self.max_depth
+        kind = CLAUSE_KINDS[int(r() * 50)]
+        if (kind == SAY and not (can_embed and allow_say and subj_cls == PERSON and self.has_say)) or (
+            kind == DITR and not self.has_ditr
+        ):
+            kind = TR
+        verbs = self.verb_tables[kind]
+        verb = verbs[int(r() * len(verbs))]
+        tense = 1 if r() < 0.5 else 0
+        neg = 1 if r() < 0.15 else 0
+        animate = self.animate
+        if subj is None:
+            if r() < 0.08:
+                subj = (SPEAKER, 1 if r() < 0.5 else 0, PRONOUN, -1, 0)
             else:
-                if r() < 0.5:
-                    roll = r()
-                    if roll < 0.3 and n_places:
-                        prep, noun = PREP_IN, places[int(r() * n_places)]
-                    elif roll < 0.55:
-                        prep, noun = PREP_WITH, animate[int(r() * n_animate)]
-                    elif roll < 0.8 or not n_things:
-                        prep, noun = PREP_FOR, animate[int(r() * n_animate)]
-                    else:
-                        prep, noun = PREP_WITHOUT, things[int(r() * n_things)]
-                    number, det = shapes[int(r() * n_shapes)]
-                    pp = (prep, (noun, number, det, adjs[int(r() * n_adjs)], 0))
-                if can_embed and r() < 0.35:
-                    sub = (int(r() * 3), clause(r, depth + 1))
-            if adv < 0:
-                adv = 0
-                if depth == 0 and r() < 0.15:
-                    adv = 1 + int(r() * 5)  # ADV_TODAY .. ADV_OFTEN
-            if adv == ADV_YESTERDAY:
-                tense = 1
-            return (verb, tense, neg, subj, obj, iobj, pp, sub, adv)
-
-        self.np, self.relative, self.object_noun, self.clause = np, relative, object_noun, clause
+                nouns = self.persons if kind == SAY else animate
+                subj = self.np(r, nouns[int(r() * len(nouns))], depth)
+        obj = iobj = pp = sub = 0
+        if kind == TR:
+            obj = self.np(r, self.object_noun(r, verb), depth)
+        elif kind == DITR:
+            obj = self.np(r, self.object_noun(r, verb), depth, False)
+            iobj = self.np(r, animate[int(r() * len(animate))], depth, False)
+        if kind == SAY:
+            sub = (CONJ_THAT, self.clause(r, depth + 1))
+        else:
+            if r() < 0.5:
+                roll = r()
+                if roll < 0.3 and self.places:
+                    nouns = self.places
+                    pp = (PREP_IN, self.np(r, nouns[int(r() * len(nouns))], depth, False))
+                elif roll < 0.55:
+                    pp = (PREP_WITH, self.np(r, animate[int(r() * len(animate))], depth, False))
+                elif roll < 0.8 or not self.things:
+                    pp = (PREP_FOR, self.np(r, animate[int(r() * len(animate))], depth, False))
+                else:
+                    nouns = self.things
+                    pp = (PREP_WITHOUT, self.np(r, nouns[int(r() * len(nouns))], depth, False))
+            if can_embed and r() < 0.35:
+                sub = (int(r() * 3), self.clause(r, depth + 1))
+        if adv < 0:
+            adv = 0
+            if depth == 0 and r() < 0.15:
+                adv = 1 + int(r() * 5)  # ADV_TODAY .. ADV_OFTEN
+        if adv == ADV_YESTERDAY:
+            tense = 1
+        return (verb, tense, neg, subj, obj, iobj, pp, sub, adv)
 
     # ---- documents -----------------------------------------------------------------------------------------
 

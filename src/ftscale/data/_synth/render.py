@@ -13,11 +13,8 @@ The three renderers share one frame format (see ``frames``) and differ only in g
   ne ... pas around the finite verb, "pas de" for negated indefinite objects, passé composé with avoir/être
   (participle agreement with être), à + le → au, qui/que relatives.
 
-Speed comes from caching and table lookup, because Zipf-distributed vocabulary makes the same pieces recur
-constantly: noun phrases without a relative clause are rendered once per (phrase, case) and then found by the
-frame's own NP tuple (no key to build), German/French prepositional phrases and French recipients likewise, and
-every verb's inflected groups (tense x negation x person, and French participle agreement) are built once on
-first use. A clause appends whole phrases, not single words, to its output list.
+Hot paths cache rendered noun phrases by (noun, number, determiner, adjective, case) because Zipf-distributed
+vocabulary makes the same phrases recur constantly; this is what makes generation fast in pure Python.
 """
 
 from __future__ import annotations
@@ -44,29 +41,6 @@ def _person(np: tuple) -> int:
     if np[0] == SPEAKER:
         return P1PL if np[1] else P1SG
     return P3PL if np[1] else P3SG
-
-
-# The same as _person, inline in hot paths: P1SG, P3SG, P1PL, P3PL = 0, 1, 2, 3 = 2 * plural + (not the speaker).
-assert (P1SG, P3SG, P1PL, P3PL) == (0, 1, 2, 3) and SPEAKER < 0
-
-
-class _LazyTable(dict):
-    """``table[key]`` builds the entry with ``build(key)`` on first use (a dict lookup afterwards)."""
-
-    def __init__(self, build):
-        super().__init__()
-        self.build = build
-
-    def __missing__(self, key):
-        value = self[key] = self.build(key)
-        return value
-
-
-def _bounded(cache: dict) -> dict:
-    """The cache itself, emptied first when it has grown past ``CACHE_LIMIT`` (bounds memory on long runs)."""
-    if len(cache) > CACHE_LIMIT:
-        cache.clear()
-    return cache
 
 
 def _capitalise(tokens: list[str]) -> str:
@@ -104,7 +78,6 @@ class English:
         self.base = [v.en[2] for v in lex.verbs]
         self.adj = [a.en for a in lex.adjectives]
         self.cache: dict[tuple, str] = {}
-        self.verb_forms = _LazyTable(self._verb_forms)  # verb -> [tense][neg][person]
 
     def np_str(self, np: tuple) -> str:
         # Phrases without a relative clause (most) are their own cache key: no key tuple to build.
@@ -112,7 +85,8 @@ class English:
         text = self.cache.get(key)
         if text is not None:
             return text
-        cache = _bounded(self.cache)
+        if len(self.cache) > CACHE_LIMIT:
+            self.cache.clear()
         noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = "we" if number else "I"
@@ -128,45 +102,44 @@ class English:
                 text = words if number else ("an " if words[0] in "aeiou" else "a ") + words
             else:
                 text = _EN_NUM[det] + " " + words
-        cache[key] = text
+        self.cache[key] = text
         return text
 
-    def np_full(self, np: tuple) -> str:
-        """The noun phrase with its relative clause; the hot path first tries ``self.cache.get(np)``."""
-        text = self.np_str(np)
+    def add_np(self, np: tuple, out: list[str]) -> None:
+        out.append(self.np_str(np))
         rel = np[4]
-        if not rel:
-            return text
-        role, verb, tense, neg, other = rel
-        if role == 0:
-            text += " that " + self.verb_forms[verb][tense][neg][P3PL if np[1] else P3SG]
-            return text + " " + (self.cache.get(other) or self.np_full(other)) if other else text
-        inner = self.cache.get(other) or self.np_full(other)
-        return text + " that " + inner + " " + self.verb_forms[verb][tense][neg][_person(other)]
-
-    def _verb_forms(self, verb: int) -> tuple:
-        present, base = self.pres[verb], self.base[verb]
-        return (
-            (tuple(present), tuple(("does not " if p == P3SG else "do not ") + base for p in range(4))),
-            ((self.past[verb],) * 4, ("did not " + base,) * 4),
-        )
+        if rel:
+            role, verb, tense, neg, other = rel
+            out.append("that")
+            if role == 0:
+                out.append(self.verb_phrase(verb, tense, neg, P3PL if np[1] else P3SG))
+                if other:
+                    self.add_np(other, out)
+            else:
+                self.add_np(other, out)
+                out.append(self.verb_phrase(verb, tense, neg, _person(other)))
 
     def verb_phrase(self, verb: int, tense: int, neg: int, person: int) -> str:
-        return self.verb_forms[verb][tense][neg][person]
+        if neg:
+            if tense:
+                return "did not " + self.base[verb]
+            return ("does not " if person == P3SG else "do not ") + self.base[verb]
+        return self.past[verb] if tense else self.pres[verb][person]
 
     def clause(self, c: tuple, out: list[str]) -> None:
         verb, tense, neg, subj, obj, iobj, pp, sub, adv = c
-        get = self.cache.get
         if adv:
             out.append(_EN_ADV[adv])
-        out.append(get(subj) or self.np_full(subj))
-        out.append(self.verb_forms[verb][tense][neg][2 * subj[1] + (subj[0] >= 0)])
+        self.add_np(subj, out)
+        out.append(self.verb_phrase(verb, tense, neg, _person(subj)))
         if obj:
-            out.append(get(obj) or self.np_full(obj))
+            self.add_np(obj, out)
         if iobj:
-            out.append("to " + (get(iobj) or self.np_full(iobj)))
+            out.append("to")
+            self.add_np(iobj, out)
         if pp:
-            out.append(_EN_PREP[pp[0]] + " " + (get(pp[1]) or self.np_full(pp[1])))
+            out.append(_EN_PREP[pp[0]])
+            self.add_np(pp[1], out)
         if sub:
             out.append(_EN_CONJ[sub[0]])
             self.clause(sub[1], out)
@@ -224,9 +197,6 @@ class German:
         self.aux = [v.de[3] for v in lex.verbs]
         self.adj = [a.de for a in lex.adjectives]
         self.caches: list[dict[tuple, str]] = [{} for _ in range(6)]  # by case * 2 + kein
-        self.pp_cache: dict[tuple, str] = {}
-        # verb -> (finite main-clause verb, subordinate-clause final cluster, main-clause final part), by tense
-        self.verb_forms = _LazyTable(self._verb_forms)
 
     def np_str(self, np: tuple, case: int, kein: int = 0) -> str:
         cache = self.caches[case * 2 + kein]
@@ -234,7 +204,8 @@ class German:
         text = cache.get(key)
         if text is not None:
             return text
-        _bounded(cache)
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
         noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = ("ich", "mich", "mir")[case] if not number else ("wir", "uns", "uns")[case]
@@ -261,74 +232,69 @@ class German:
         cache[key] = text
         return text
 
-    def np_full(self, np: tuple, case: int, kein: int = 0) -> str:
-        """The noun phrase with its relative clause (comma-delimited, verb-final); hot paths try the cache first."""
-        text = self.np_str(np, case, kein)
+    def add_np(self, np: tuple, case: int, out: list[str], kein: int = 0) -> None:
+        out.append(self.np_str(np, case, kein))
         rel = np[4]
-        if not rel:
-            return text
-        role, verb, tense, neg, other = rel
-        text += ", " + _DE_REL[role][3 if np[1] else self.noun_gender[np[0]]]
-        use_kein = 0
-        if role == 0:
-            person = P3PL if np[1] else P3SG
-            if other:
-                use_kein = neg and other[2] == INDEF
-                text += " " + (self.caches[2 + use_kein].get(other) or self.np_full(other, 1, use_kein))
-        else:
-            person = _person(other)
-            text += " " + (self.caches[0].get(other) or self.np_full(other, 0))
-        if neg and not use_kein:
-            text += " nicht"
-        return text + " " + self.verb_forms[verb][1][tense][person] + ","
-
-    def _verb_forms(self, verb: int) -> tuple:
-        present, particle, participle = self.pres[verb], self.particle[verb], self.participle[verb]
-        aux = _DE_AUX[self.aux[verb]]
-        finite = (tuple(present), aux)
-        cluster = (tuple(particle + form for form in present), tuple(participle + " " + form for form in aux))
-        return finite, cluster, (particle, participle)
+        if rel:
+            role, verb, tense, neg, other = rel
+            out[-1] += ","
+            out.append(_DE_REL[role][3 if np[1] else self.noun_gender[np[0]]])
+            if role == 0:
+                person = P3PL if np[1] else P3SG
+                use_kein = 0
+                if other:
+                    use_kein = neg and other[2] == INDEF
+                    self.add_np(other, 1, out, use_kein)
+            else:
+                person = _person(other)
+                use_kein = 0
+                self.add_np(other, 0, out)
+            if neg and not use_kein:
+                out.append("nicht")
+            out.append(self.final_cluster(verb, tense, person))
+            out[-1] += ","
 
     def final_cluster(self, verb: int, tense: int, person: int) -> str:
         """The verb at the end of a subordinate clause: particle fused ("anruft"), or participle + auxiliary."""
-        return self.verb_forms[verb][1][tense][person]
-
-    def _pp(self, pp: tuple) -> str:
-        prep, case = _DE_PREP[pp[0]]
-        text = self.np_str(pp[1], case)
-        text = "im " + text[4:] if prep == "in" and text.startswith("dem ") else prep + " " + text
-        _bounded(self.pp_cache)[pp] = text
-        return text
+        if tense:
+            return self.participle[verb] + " " + _DE_AUX[self.aux[verb]][person]
+        return self.particle[verb] + self.pres[verb][person]
 
     def clause(self, c: tuple, out: list[str], subordinate: bool = False) -> None:
         verb, tense, neg, subj, obj, iobj, pp, sub, adv = c
-        person = 2 * subj[1] + (subj[0] >= 0)
-        finite, cluster, final = self.verb_forms[verb]
-        caches = self.caches
-        subject = caches[0].get(subj) or self.np_full(subj, 0)
+        person = _person(subj)
         if subordinate:
-            out.append(subject)
-        elif adv:
-            out.append(_DE_ADV[adv])
-            out.append(finite[tense][person])
-            out.append(subject)
+            self.add_np(subj, 0, out)
         else:
-            out.append(subject)
-            out.append(finite[tense][person])
+            finite = _DE_AUX[self.aux[verb]][person] if tense else self.pres[verb][person]
+            if adv:
+                out.append(_DE_ADV[adv])
+                out.append(finite)
+                self.add_np(subj, 0, out)
+            else:
+                self.add_np(subj, 0, out)
+                out.append(finite)
         if iobj:
-            out.append(caches[4].get(iobj) or self.np_full(iobj, 2))
+            self.add_np(iobj, 2, out)
         use_kein = 0
         if obj:
             use_kein = neg and obj[2] == INDEF
-            out.append(caches[2 + use_kein].get(obj) or self.np_full(obj, 1, use_kein))
+            self.add_np(obj, 1, out, use_kein)
         if neg and not use_kein:
             out.append("nicht")
         if pp:
-            out.append(self.pp_cache.get(pp) or self._pp(pp))
+            prep, case = _DE_PREP[pp[0]]
+            text = self.np_str(pp[1], case)
+            if prep == "in" and text.startswith("dem "):
+                out.append("im " + text[4:])
+            else:
+                out.append(prep + " " + text)
         if subordinate:
-            out.append(cluster[tense][person])
-        elif final[tense]:
-            out.append(final[tense])
+            out.append(self.final_cluster(verb, tense, person))
+        else:
+            final = self.participle[verb] if tense else self.particle[verb]
+            if final:
+                out.append(final)
         if sub:
             if not out[-1].endswith(","):
                 out[-1] += ","
@@ -384,11 +350,6 @@ class French:
         self.aux = [v.fr[2] for v in lex.verbs]
         self.adj = [a.fr for a in lex.adjectives]
         self.caches: list[dict[tuple, str]] = [{}, {}]  # by negated_object
-        self.pp_cache: dict[tuple, str] = {}
-        self.recipient_cache: dict[tuple, str] = {}
-        # Whether a participle agreeing with the subject takes -e; the extra last entry serves SPEAKER == -1.
-        self.feminine = [g == F for g in self.noun_gender] + [False]
-        self.verb_forms = _LazyTable(self._verb_forms)  # verb -> [tense][neg][person][feminine subject]
 
     def np_str(self, np: tuple, negated_object: int = 0) -> str:
         cache = self.caches[negated_object]
@@ -396,7 +357,8 @@ class French:
         text = cache.get(key)
         if text is not None:
             return text
-        _bounded(cache)
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
         noun, number, det, adj, _ = np
         if noun == SPEAKER:
             text = "nous" if number else "je"
@@ -422,83 +384,60 @@ class French:
         cache[key] = text
         return text
 
-    def np_full(self, np: tuple, negated_object: int = 0) -> str:
-        """The noun phrase with its qui/que relative clause; hot paths try the cache first."""
-        text = self.np_str(np, negated_object)
+    def add_np(self, np: tuple, out: list[str], negated_object: int = 0) -> None:
+        out.append(self.np_str(np, negated_object))
         rel = np[4]
-        if not rel:
-            return text
-        role, verb, tense, neg, other = rel
-        forms = self.verb_forms[verb][tense][neg]
-        if role == 0:
-            text += " qui " + forms[P3PL if np[1] else P3SG][self.feminine[np[0]]]
-            if other:
-                negated = neg and other[2] == INDEF
-                text += " " + (self.caches[negated].get(other) or self.np_full(other, negated))
-            return text
-        inner = self.caches[0].get(other) or self.np_full(other)
-        return text + " " + _fr_que("que", inner) + " " + forms[_person(other)][self.feminine[other[0]]]
+        if rel:
+            role, verb, tense, neg, other = rel
+            if role == 0:
+                out.append("qui " + self.verb_group(verb, tense, neg, P3PL if np[1] else P3SG, np))
+                if other:
+                    self.add_np(other, out, neg and other[2] == INDEF)
+            else:
+                position = len(out)
+                self.add_np(other, out)
+                out[position] = _fr_que("que", out[position])
+                out.append(self.verb_group(verb, tense, neg, _person(other), other))
 
     def verb_group(self, verb: int, tense: int, neg: int, person: int, subj: tuple) -> str:
-        return self.verb_forms[verb][tense][neg][person][self.feminine[subj[0]]]
-
-    def _verb_forms(self, verb: int) -> tuple:
-        def group(tense: int, neg: int, person: int, feminine: bool) -> str:
-            if tense:
-                aux = self.aux[verb]
-                finite = _FR_AUX[aux][person]
-                participle = self.participle[verb]
-                if aux:  # être: the participle agrees with the subject
-                    if feminine:
-                        participle += "e"
-                    if person >= P1PL:
-                        participle += "s"
-            else:
-                finite = self.pres[verb][person]
-                participle = ""
-            if neg:
-                finite = ("n'" if fr_starts_with_vowel(finite) else "ne ") + finite + " pas"
-            return finite + " " + participle if participle else finite
-
-        return tuple(
-            tuple(tuple(tuple(group(t, n, p, f) for f in (False, True)) for p in range(4)) for n in (0, 1))
-            for t in (0, 1)
-        )
-
-    def _recipient(self, np: tuple) -> str:
-        text = self.np_str(np)
-        if text.startswith("le "):
-            text = "au " + text[3:]
-        elif text.startswith("les "):
-            text = "aux " + text[4:]
+        if tense:
+            aux = self.aux[verb]
+            finite = _FR_AUX[aux][person]
+            participle = self.participle[verb]
+            if aux:  # être: the participle agrees with the subject
+                if subj[0] != SPEAKER and self.noun_gender[subj[0]] == F:
+                    participle += "e"
+                if subj[1]:
+                    participle += "s"
         else:
-            text = "à " + text
-        _bounded(self.recipient_cache)[np] = text
-        return text
-
-    def _pp(self, pp: tuple) -> str:
-        text = _bounded(self.pp_cache)[pp] = _FR_PREP[pp[0]] + " " + self.np_str(pp[1])
-        return text
+            finite = self.pres[verb][person]
+            participle = ""
+        if neg:
+            finite = ("n'" if fr_starts_with_vowel(finite) else "ne ") + finite + " pas"
+        return finite + " " + participle if participle else finite
 
     def clause(self, c: tuple, out: list[str]) -> None:
         verb, tense, neg, subj, obj, iobj, pp, sub, adv = c
         if adv:
             out.append(_FR_ADV[adv])
-        caches = self.caches
-        noun, number = subj[0], subj[1]
-        group = self.verb_forms[verb][tense][neg][2 * number + (noun >= 0)][self.feminine[noun]]
-        if noun == SPEAKER and number == 0 and fr_starts_with_vowel(group):
+        group = self.verb_group(verb, tense, neg, _person(subj), subj)
+        if subj[0] == SPEAKER and subj[1] == 0 and fr_starts_with_vowel(group):
             out.append("j'" + group)
         else:
-            out.append(caches[0].get(subj) or self.np_full(subj))
+            self.add_np(subj, out)
             out.append(group)
         if obj:
-            negated = neg and obj[2] == INDEF
-            out.append(caches[negated].get(obj) or self.np_full(obj, negated))
+            self.add_np(obj, out, neg and obj[2] == INDEF)
         if iobj:
-            out.append(self.recipient_cache.get(iobj) or self._recipient(iobj))
+            text = self.np_str(iobj)
+            if text.startswith("le "):
+                out.append("au " + text[3:])
+            elif text.startswith("les "):
+                out.append("aux " + text[4:])
+            else:
+                out.append("à " + text)
         if pp:
-            out.append(self.pp_cache.get(pp) or self._pp(pp))
+            out.append(_FR_PREP[pp[0]] + " " + self.np_str(pp[1]))
         if sub:
             inner: list[str] = []
             self.clause(sub[1], inner)
