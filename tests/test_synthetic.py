@@ -291,10 +291,10 @@ def _reference_speed_factor() -> float:
     r = random.Random(0).random
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(1_000_000):
             r()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return max(1.0, best / 0.05)
 
 
@@ -302,9 +302,10 @@ def test_throughput_floor():
     corpus = SyntheticCorpus(SyntheticConfig(seed=7))
     best = 0.0
     for attempt in range(3):
-        start = time.perf_counter()
+        # CPU time of this process: on a shared machine the wall clock also counts waiting for a core.
+        start = time.process_time()
         tokens = sum(d.count(" ") + 1 for d in corpus.pretraining_text(("en", "de"), 150_000, split="train"))
-        best = max(best, tokens / (time.perf_counter() - start))
+        best = max(best, tokens / (time.process_time() - start))
         if best >= 300_000 and attempt == 0:
             break
     slowdown = _reference_speed_factor()

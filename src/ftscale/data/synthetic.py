@@ -29,7 +29,7 @@ with the protagonist named in full and adjuncts dropped, as a "that"-clause (ver
 Splits are by hash of each sentence's frame (ints only, so the hash is stable across processes): a frame
 belongs to exactly one of train/dev/test, for pairs, documents and summaries alike.
 
-Speed: pure Python, roughly half a million whitespace tokens per second per unloaded core (noun phrases are
+Speed: pure Python, about one million whitespace tokens per CPU second (noun phrases are
 rendered once and cached, samplers are lookup tables); document streams are seeded per chunk of documents,
 so ``pretraining_text(..., workers=N)`` spreads generation over N processes with byte-identical output.
 ``bench/synthetic_speed.py`` measures it against in-run baselines.
