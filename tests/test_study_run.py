@@ -146,6 +146,7 @@ def test_export_round_trip_and_cli(tmp_path: Path) -> None:
                 fmt,
                 "--out",
                 str(out),
+                "--raw",
             ],
             capture_output=True,
             text=True,
@@ -198,3 +199,27 @@ def test_process_pool_survives_a_dead_worker(tmp_path: Path, monkeypatch: pytest
     assert row["attempts"] == 2 and row["failures"] == 1
     run_study(spec(), tmp_path / "seq", fake_job, progress=False)
     pd.testing.assert_frame_equal(results(tmp_path / "seq"), results(tmp_path / "pool"))
+
+
+def test_results_export_is_the_report_contract(tmp_path: Path) -> None:
+    """The default export has one row per finetuning run in the report's columns, and the report reads it."""
+    from ftscale.report.analysis import load_results
+    from ftscale.study.results import export_results, results_table
+
+    run_study(spec(), tmp_path / "s", fake_job, progress=False)
+    with Store.open(tmp_path / "s") as store:
+        jobs = store.to_dataframe()
+    table = results_table(tmp_path / "s")
+    finetunes = jobs[jobs["kind"] == "finetune"]
+    assert len(table) == len(finetunes) and set(table["run_id"]) == set(finetunes["id"])
+    for column in ("task", "in_model_size", "in_pretrain_tokens", "in_pet_size", "model_params", "loss"):
+        assert column in table.columns
+    # memberships agree with the store's factor lists
+    for _, row in table.merge(finetunes, left_on="run_id", right_on="id").iterrows():
+        factors = set(row["factors"].split(","))
+        assert row["in_model_size"] == ("model_size" in factors)
+        assert row["in_pet_size"] == bool(factors & {"prompt_length", "lora_rank"})
+    out = export_results(tmp_path / "s", tmp_path / "r.csv", "csv")
+    back = load_results(out)
+    assert len(back) == len(table)
+    assert load_results(tmp_path / "s")["run_id"].tolist() == table["run_id"].tolist()

@@ -59,6 +59,12 @@ FACTORS: tuple[FactorSpec, ...] = (
     FactorSpec("pet_size", "pet_size", "in_pet_size", "PET parameter size", "t", pet_only=True),
 )
 FACTOR_BY_NAME = {f.name: f for f in FACTORS}
+# Per-run held-out flags written by the study runner (``heldout="study"`` uses them).
+STUDY_HELDOUT_COLUMN = {
+    "in_model_size": "heldout_model_size",
+    "in_pretrain_tokens": "heldout_pretrain_tokens",
+    "in_pet_size": "heldout_pet_size",
+}
 STAGE1_FACTORS = ("model_size", "pretrain_tokens")
 CRITICAL_FACTORS = ("model_size", "pretrain_tokens", "pretrain_tokens_annealed")
 # A two-stage factor fit needs enough cells to pin (A, α) with β, E shared: at least this many fitting cells,
@@ -79,6 +85,14 @@ def load_results(path: str | Path) -> pd.DataFrame:
     The returned frame carries ``attrs["source"]`` (the file read), used by the report for traceability.
     """
     path = Path(path)
+    if path.is_dir() and (path / "study.sqlite").is_file():
+        from ftscale.study.results import results_table
+
+        frame = results_table(path)
+        if frame.empty:
+            raise DataError(f"{path}: the study has no finished finetuning runs yet; run the study first")
+        frame.attrs["source"] = str(path / "study.sqlite")
+        return frame
     if path.is_dir():
         candidates = [path / "results.parquet", path / "results.csv"]
         found = next((c for c in candidates if c.is_file()), None)
@@ -241,7 +255,8 @@ def _factor_runs(done: pd.DataFrame, spec: FactorSpec) -> pd.DataFrame:
     if spec.checkpoint_kind == "intermediate":
         rows = rows[rows["checkpoint_kind"] != "annealed"]
     elif spec.checkpoint_kind is not None:
-        rows = rows[rows["checkpoint_kind"] == spec.checkpoint_kind]
+        # The final checkpoint ends its cosine schedule: it is a finished model of both variants.
+        rows = rows[rows["checkpoint_kind"].isin([spec.checkpoint_kind, "final"])]
     if spec.pet_only:
         rows = rows[rows["method"] != "fmt"]
     rows = rows[np.isfinite(rows[spec.x_column].astype(float)) & (rows["ft_examples"].astype(float) > 0)]
@@ -256,7 +271,7 @@ def _metric_columns(done: pd.DataFrame) -> list[str]:
     return named + shots
 
 
-def build_cells(done: pd.DataFrame, heldout: str = "largest") -> pd.DataFrame:
+def build_cells(done: pd.DataFrame, heldout: str = "study") -> pd.DataFrame:
     """Seed-averaged cells per (task, method, factor, X, D_f) with the spread and the fit/held-out flag."""
     from ftscale.laws.evaluation import split_points
 
@@ -276,9 +291,17 @@ def build_cells(done: pd.DataFrame, heldout: str = "largest") -> pd.DataFrame:
         cells["model_size"] = names.astype(str).to_numpy()
         cells.insert(2, "factor", spec.name)
         cells["heldout"] = False
-        for (_task, _method), index in cells.groupby(["task", "method"]).groups.items():
-            _fit, held = split_points(cells.loc[index], ("x", "d"), heldout)
-            cells.loc[index, "heldout"] = held
+        flag = STUDY_HELDOUT_COLUMN[spec.membership]
+        if heldout == "study" and flag in rows.columns:
+            # The study's own plan says which runs are held out (e.g. an interior pretraining checkpoint).
+            held_runs = rows.assign(_held=rows[flag].fillna(False).astype(bool))
+            held = held_runs.groupby(["task", "method", "x", "d"], sort=True)["_held"].any().to_numpy()
+            cells["heldout"] = held
+        else:
+            mode = "largest" if heldout == "study" else heldout
+            for (_task, _method), index in cells.groupby(["task", "method"]).groups.items():
+                _fit, held = split_points(cells.loc[index], ("x", "d"), mode)
+                cells.loc[index, "heldout"] = held
         frames.append(cells)
     if not frames:
         return pd.DataFrame(columns=["task", "method", "factor", "x", "d", "loss", "heldout"])
@@ -751,7 +774,7 @@ def analyse(
     n_bootstrap: int = 200,
     seed: int = 0,
     level: float = 0.95,
-    heldout: str = "largest",
+    heldout: str = "study",
     source: str | None = None,
     compare_additive: bool = True,
     single_factor: bool = True,

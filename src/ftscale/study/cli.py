@@ -133,12 +133,21 @@ def export_command(
     study_dir: Path = typer.Argument(..., metavar="DIR"),
     fmt: str = typer.Option("csv", "--format", help="csv | parquet"),
     out: Path = typer.Option(..., "--out", help="Output file."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Every job as stored (tokenizer and pretraining jobs too, JSON columns kept)."
+    ),
 ) -> None:
-    """Export one row per job (axes, factors, held-out flags, metrics, timings) to CSV or Parquet."""
+    """Export the results: one row per finetuning run in the report's columns (``ftscale report FILE`` reads it),
+    or with ``--raw`` one row per job as stored (axes, factors, held-out flags, metrics, timings)."""
+    from ftscale.study.results import export_results
     from ftscale.study.store import Store
 
     if fmt not in ("csv", "parquet"):
         raise UserError(f"--format {fmt!r}: choose csv or parquet")
-    with Store.open(study_dir) as store:
-        path = store.export(out, fmt)
+    if raw:
+        with Store.open(study_dir) as store:
+            path = store.export(out, fmt)
+    else:
+        Store.open(study_dir).close()  # a clear error for a directory that is not a study
+        path = export_results(study_dir, out, fmt)
     console.print(f"wrote {path}")

@@ -1,0 +1,108 @@
+"""The analysis-ready results table of a study: one row per finetuning run, in the report's column contract.
+
+The store keeps one row per job with its factor memberships as held-out flags per factor; the report wants
+``in_<factor>`` booleans, ``model_params`` as X of the model-size factor, one ``pet_size`` factor for prompt length
+and LoRA rank, the task name, and zero-/few-shot scores as flat columns. This module is the only translation
+between the two, so a CSV exported from here can be analysed without the store (``ftscale report results.csv``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ftscale.study.store import Store
+
+# Columns of the contract, first in this order; every other metric follows.
+LEADING_COLUMNS = (
+    "run_id",
+    "task",
+    "method",
+    "status",
+    "reason",
+    "in_model_size",
+    "in_pretrain_tokens",
+    "in_pet_size",
+    "heldout_model_size",
+    "heldout_pretrain_tokens",
+    "heldout_pet_size",
+    "model_size",
+    "model_params",
+    "pretrain_tokens",
+    "checkpoint_kind",
+    "pet_size",
+    "ft_examples",
+    "seed",
+    "loss",
+    "ppl",
+    "dev_loss",
+    "bleu",
+    "chrf",
+    "rougeL",
+    "trainable_params",
+)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def _either(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Held-out flag of the PET factor: prompt length for prompt tuning, LoRA rank for LoRA."""
+    return a.where(a.notna(), b)
+
+
+def results_table(study_dir: str | Path) -> pd.DataFrame:
+    """One row per finetuning run of the study in ``study_dir`` (every status; the report keeps ``done`` ones)."""
+    with Store.open(study_dir) as store:
+        frame = store.to_dataframe()
+    if frame.empty:
+        return pd.DataFrame(columns=list(LEADING_COLUMNS))
+    runs = frame[frame["kind"] == "finetune"].copy()
+    if runs.empty:
+        return pd.DataFrame(columns=list(LEADING_COLUMNS))
+    params = runs["params"].map(_json)
+    metrics = runs["metrics"].map(_json)
+    runs["run_id"] = runs["id"]
+    runs["task"] = params.map(lambda p: (p.get("task") or {}).get("name"))
+    runs["model_params"] = runs["non_embedding_params"]
+    pet_heldout = _either(runs["heldout_prompt_length"], runs["heldout_lora_rank"])
+    runs["heldout_pet_size"] = pet_heldout
+    runs["in_model_size"] = runs["heldout_model_size"].notna()
+    runs["in_pretrain_tokens"] = runs["heldout_pretrain_tokens"].notna()
+    runs["in_pet_size"] = pet_heldout.notna()
+    for column in ("heldout_model_size", "heldout_pretrain_tokens", "heldout_pet_size"):
+        runs[column] = runs[column].astype("boolean")
+    # Zero-/few-shot scores and other per-run numbers the store keeps only in its JSON column.
+    extra = pd.DataFrame.from_records(
+        [{k: v for k, v in m.items() if k.startswith(("zs_", "fs"))} for m in metrics], index=runs.index
+    )
+    for column in ("steps_run", "best_step", "train_tokens", "tokens_per_s", "n_test_tokens", "total_params"):
+        values = metrics.map(lambda m, c=column: m.get(c))
+        if column not in runs.columns:
+            runs[column] = pd.to_numeric(values, errors="coerce")
+    runs = pd.concat([runs, extra], axis=1)
+    leading = [c for c in LEADING_COLUMNS if c in runs.columns]
+    dropped = {"id", "kind", "label", "params", "metrics", "environment", "non_embedding_params", "factors"}
+    dropped |= {c for c in runs.columns if c in ("heldout_prompt_length", "heldout_lora_rank")}
+    rest = [c for c in runs.columns if c not in leading and c not in dropped]
+    return runs[leading + rest].reset_index(drop=True)
+
+
+def export_results(study_dir: str | Path, out: str | Path, fmt: str) -> Path:
+    """Write :func:`results_table` to CSV or Parquet atomically."""
+    out = Path(out)
+    table = results_table(study_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if fmt == "csv":
+        table.to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return out
