@@ -567,8 +567,8 @@ class BootstrapResult:
 
     ``samples`` has one row per converged resample, indexed by the resample's number (index name ``resample``,
     0 .. n_resamples-1; failed resamples are absent from the index). Resample i of two bootstraps run with the
-    same seed and n_resamples on data with the same points in the same order draws the same point indices, so
-    two methods' bootstraps pair by index: ``a.paired_with(b)`` keeps the resamples both have.
+    seed on data with the same points in the same order draws the same point indices (whatever n_resamples),
+    so two methods' bootstraps pair by index: ``a.paired_with(b)`` keeps the resamples both have.
     """
 
     samples: pd.DataFrame  # one row per converged resample, index = resample number
@@ -701,9 +701,21 @@ def _fresh_copy(law: ScalingLaw) -> ScalingLaw:
 def _factor_counts(
     factors: Mapping[str, tuple[Any, Any]], n_resamples: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """Per factor, (n_resamples, n_points) resample counts: points resampled within each factor, seeded."""
-    rng = np.random.default_rng(seed)
-    return {name: _resample_counts(rng, len(np.asarray(y)), n_resamples) for name, (_X, y) in factors.items()}
+    """Per factor, (n_resamples, n_points) resample counts: points resampled within each factor, seeded.
+
+    One row of draws per resample covers every factor, so resample i is the same whatever n_resamples is.
+    """
+    sizes = [len(np.asarray(y)) for _X, y in factors.values()]
+    highs = np.repeat(sizes, sizes)  # a draw in factor f's block picks one of its n_f points
+    picks = np.random.default_rng(seed).integers(0, highs, size=(n_resamples, len(highs)))
+    counts = {}
+    offset = 0
+    for name, n in zip(factors, sizes, strict=True):
+        block = np.zeros((n_resamples, n))
+        np.add.at(block, (np.arange(n_resamples)[:, None], picks[:, offset : offset + n]), 1.0)
+        counts[name] = block
+        offset += n
+    return counts
 
 
 class _RowFixedObjective:
