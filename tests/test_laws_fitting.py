@@ -272,3 +272,37 @@ def test_bootstrap_samples_pair_by_resample_number():
     ci = critical_data_size_ci(pa, pb, form_a="power")
     assert ci.n_resamples == len(pa)
     assert ci.low <= ci.estimate <= ci.high
+
+
+def test_bootstrap_two_stage_additive_refits_improve_on_the_estimate():
+    from ftscale.laws.fitting import _factor_counts, _stage1_problem
+
+    factors, _, _ = make_factors(seed=1)
+    factors = {k: factors[k] for k in ("model_size", "pretrain_tokens")}
+    grid = {"a": [0.0, 5.0], "b": [0.0, 5.0], "alpha": [0.0, 0.5]}
+    res = bootstrap_two_stage(factors, n_resamples=8, seed=5, form="additive", residual="log", grid=grid)
+    assert res.n_failed == 0
+    assert list(res.samples.columns) == [
+        "beta",
+        "E",
+        *(f"{f}.{p}" for f in factors for p in ("A", "alpha", "B")),
+    ]
+    # each resample's refit (started at the full-data estimate) lowers that resample's stage-1 objective
+    config = {"residual": "log", "huber_delta": 1e-3, "reduction": "sum", "grid": grid}
+    counts = _factor_counts(factors, 8, 5)
+    joint, _, _, _ = _stage1_problem(factors, tuple(factors), AdditiveLaw, config, counts)
+
+    def raw(row):
+        vec = [row["beta"], np.log(row["E"])]
+        for f in factors:
+            vec += [np.log(row[f"{f}.A"]), row[f"{f}.alpha"], np.log(row[f"{f}.B"])]
+        return np.array(vec)
+
+    start = raw(res.estimate)
+    improved = 0
+    for r, row in res.samples.iterrows():
+        refit, _ = joint(raw(row)[None], np.array([r]))
+        at_estimate, _ = joint(start[None], np.array([r]))
+        assert refit[0] <= at_estimate[0] * (1 + 1e-12)
+        improved += refit[0] < at_estimate[0] * (1 - 1e-6)
+    assert improved >= 6  # resampled data move the optimum

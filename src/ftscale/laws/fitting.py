@@ -622,9 +622,10 @@ def _polish_rows(args: tuple) -> list[tuple[np.ndarray, float, bool]]:
     law, log_inputs, y, counts, x0, lo, hi, rows = args
     fun = Objective(law, log_inputs, y, counts)
     out = []
-    for row in rows:
-        x, f, conv, _ = polish(fun, x0[row], lo, hi, max_iter=law.max_iter, row=row)
-        out.append((x, f, conv))
+    with single_threaded_blas():  # also in worker processes
+        for row in rows:
+            x, f, conv, _ = polish(fun, x0[row], lo, hi, max_iter=law.max_iter, row=row)
+            out.append((x, f, conv))
     return out
 
 
@@ -825,13 +826,15 @@ def bootstrap_two_stage(
     counts = _factor_counts(factors, n_resamples, seed)
     records: dict[int, dict[str, float]] = {}
     if warm_start:
+        template = next(iter(full.laws.values()))  # the full fit's objective settings, as fit_two_stage used
         config = {
-            key: fit_kwargs.get(key, default)
-            for key, default in (("residual", "linear"), ("huber_delta", 1e-3), ("reduction", "sum"))
+            "residual": template.residual,
+            "huber_delta": template.huber_delta,
+            "reduction": template.reduction,
+            "grid": template.grid,
         }
-        config["grid"] = fit_kwargs.get("grid", "hoffmann")
-        form = fit_kwargs.get("form", "multiplicative")
-        law_cls = _law_class(form)
+        law_cls = type(template)
+        form = "multiplicative" if law_cls is MultiplicativeLaw else "additive"
         rows = np.arange(n_resamples)
         n_jobs = max(1, min(int(n_jobs), n_resamples))
         chunks = [rows[i::n_jobs] for i in range(n_jobs)]
