@@ -23,6 +23,11 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ftscale.errors import FitError
+
+try:  # optional: the standard way to limit BLAS threads; a ctypes fallback below covers OpenBLAS without it
+    from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
+except ImportError:
+    threadpool_limits = None
 from ftscale.laws._lbfgs import batched_lbfgs, projected_gradient
 from ftscale.laws.forms import (
     AdditiveLaw,
@@ -91,10 +96,6 @@ def single_threaded_blas() -> Iterator[None]:
     wakes and syncs its threads on every one, which on a busy machine made one scipy polish ~100x slower
     (measured: 99 ms vs 1.1 ms for a 2-parameter problem). Uses threadpoolctl when installed.
     """
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
-    except ImportError:
-        threadpool_limits = None
     if threadpool_limits is not None:
         with threadpool_limits(limits=1, user_api="blas"):
             yield
