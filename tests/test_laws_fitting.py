@@ -175,3 +175,134 @@ def test_bootstrap_two_stage_columns():
     res = bootstrap_two_stage(factors, n_resamples=3, seed=0)
     assert {"beta", "E", "model_size.alpha", "pet_size.A"} <= set(res.samples.columns)
     assert len(res.samples) + res.n_failed == 3
+
+
+# ----- warm-started two-stage bootstrap and pairing by resample number -------------------------------------------
+
+SMALL_GRID = {
+    "a": [5.0, 10.0],
+    "alpha": [0.0, 0.5],
+}  # fewer starts keep the cold (full refit) path affordable
+
+
+def _compare_warm_cold(factors, n_resamples, seed):
+    cold = bootstrap_two_stage(factors, n_resamples=n_resamples, seed=seed, warm_start=False, grid=SMALL_GRID)
+    warm = bootstrap_two_stage(factors, n_resamples=n_resamples, seed=seed, grid=SMALL_GRID)
+    assert list(warm.samples.columns) == list(cold.samples.columns)
+    assert warm.estimate == cold.estimate
+    a, b = warm.paired_with(cold)
+    assert len(a) >= n_resamples - 1  # both converge on (nearly) every resample
+    # same resample -> same optimum: the local refit from the full-data optimum finds the grid fit's minimum
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-4)
+
+
+def test_bootstrap_two_stage_warm_matches_cold():
+    factors, _, _ = make_factors(seed=3)
+    _compare_warm_cold({k: factors[k] for k in ("model_size", "pet_size")}, n_resamples=5, seed=1)
+
+
+@pytest.mark.slow
+def test_bootstrap_two_stage_warm_matches_cold_20_resamples():
+    factors, _, _ = make_factors(seed=3)
+    _compare_warm_cold(factors, n_resamples=20, seed=1)
+
+
+def test_bootstrap_two_stage_covers_truth_and_is_seeded():
+    factors, truths, shared = make_factors(seed=4)
+    factors = {k: factors[k] for k in ("model_size", "pretrain_tokens")}
+    res = bootstrap_two_stage(factors, n_resamples=200, seed=0)
+    assert res.n_failed <= 10
+    assert res.samples.index.name == "resample" and len(res.samples) == 200 - res.n_failed
+    assert list(res.samples.columns) == [
+        "beta",
+        "E",
+        "model_size.A",
+        "model_size.alpha",
+        "pretrain_tokens.A",
+        "pretrain_tokens.alpha",
+    ]
+    ci = res.ci(0.99)
+    for name, value in [
+        ("beta", shared["beta"]),
+        ("E", shared["E"]),
+        ("model_size.alpha", truths["model_size"]["alpha"]),
+        ("pretrain_tokens.alpha", truths["pretrain_tokens"]["alpha"]),
+    ]:
+        assert ci.loc[name, "low"] <= value <= ci.loc[name, "high"], name
+        assert ci.loc[name, "low"] < ci.loc[name, "estimate"] < ci.loc[name, "high"], name
+    # seeded: same draws again, in one process or two
+    again = bootstrap_two_stage(factors, n_resamples=6, seed=0, n_jobs=2)
+    np.testing.assert_allclose(again.samples.to_numpy(), res.samples.loc[again.samples.index].to_numpy())
+    with pytest.raises(FitError, match="weights"):
+        bootstrap_two_stage(factors, n_resamples=2, weights={})
+
+
+@pytest.mark.slow
+def test_bootstrap_two_stage_coverage_over_replicate_data_sets():
+    hits = {"beta": 0, "E": 0, "model_size.alpha": 0}
+    n_sets = 10
+    for rep in range(n_sets):
+        factors, truths, shared = make_factors(seed=100 + rep)
+        factors = {k: factors[k] for k in ("model_size", "pretrain_tokens")}
+        ci = bootstrap_two_stage(factors, n_resamples=150, seed=rep).ci(0.95)
+        truth = {"beta": shared["beta"], "E": shared["E"], "model_size.alpha": truths["model_size"]["alpha"]}
+        for name in hits:
+            hits[name] += ci.loc[name, "low"] <= truth[name] <= ci.loc[name, "high"]
+    for name, count in hits.items():
+        assert count >= 7, (name, count)  # nominal 95 %: 7 of 10 is far in the binomial tail
+
+
+def test_bootstrap_samples_pair_by_resample_number():
+    from ftscale.laws.critical import critical_data_size_ci
+
+    D = np.geomspace(1e3, 1e6, 10)
+    rng = np.random.default_rng(7)
+    y_a = PowerLaw.from_params(A=40.0, beta=0.3, E=1.0).predict(D) + rng.normal(0, 0.002, len(D))
+    y_b = PowerLaw.from_params(A=10.0, beta=0.2, E=1.0).predict(D) + rng.normal(0, 0.002, len(D))
+    a = bootstrap(PowerLaw(), D, y_a, n_resamples=40, seed=3)
+    b = bootstrap(PowerLaw(), D, y_b, n_resamples=40, seed=3)
+    for res in (a, b):
+        assert res.samples.index.name == "resample"
+        assert res.samples.index.is_monotonic_increasing and res.samples.index.max() < 40
+        assert len(res.samples) + res.n_failed == 40
+    # drop one resample from a: pairing keeps the common resample numbers, in order
+    a.samples = a.samples.drop(index=a.samples.index[0])
+    pa, pb = a.paired_with(b)
+    assert list(pa.index) == list(pb.index) == sorted(set(a.samples.index) & set(b.samples.index))
+    ci = critical_data_size_ci(pa, pb, form_a="power")
+    assert ci.n_resamples == len(pa)
+    assert ci.low <= ci.estimate <= ci.high
+
+
+def test_bootstrap_two_stage_additive_refits_improve_on_the_estimate():
+    from ftscale.laws.fitting import _factor_counts, _stage1_problem
+
+    factors, _, _ = make_factors(seed=1)
+    factors = {k: factors[k] for k in ("model_size", "pretrain_tokens")}
+    grid = {"a": [0.0, 5.0], "b": [0.0, 5.0], "alpha": [0.0, 0.5]}
+    res = bootstrap_two_stage(factors, n_resamples=8, seed=5, form="additive", residual="log", grid=grid)
+    assert res.n_failed == 0
+    assert list(res.samples.columns) == [
+        "beta",
+        "E",
+        *(f"{f}.{p}" for f in factors for p in ("A", "alpha", "B")),
+    ]
+    # each resample's refit (started at the full-data estimate) lowers that resample's stage-1 objective
+    config = {"residual": "log", "huber_delta": 1e-3, "reduction": "sum", "grid": grid}
+    counts = _factor_counts(factors, 8, 5)
+    joint, _, _, _ = _stage1_problem(factors, tuple(factors), AdditiveLaw, config, counts)
+
+    def raw(row):
+        vec = [row["beta"], np.log(row["E"])]
+        for f in factors:
+            vec += [np.log(row[f"{f}.A"]), row[f"{f}.alpha"], np.log(row[f"{f}.B"])]
+        return np.array(vec)
+
+    start = raw(res.estimate)
+    improved = 0
+    for r, row in res.samples.iterrows():
+        refit, _ = joint(raw(row)[None], np.array([r]))
+        at_estimate, _ = joint(start[None], np.array([r]))
+        assert refit[0] <= at_estimate[0] * (1 + 1e-12)
+        improved += refit[0] < at_estimate[0] * (1 - 1e-6)
+    assert improved >= 6  # resampled data move the optimum

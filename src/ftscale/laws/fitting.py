@@ -9,9 +9,12 @@ optimum is always a scipy-polished one.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,11 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ftscale.errors import FitError
+
+try:  # optional: the standard way to limit BLAS threads; a ctypes fallback below covers OpenBLAS without it
+    from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
+except ImportError:
+    threadpool_limits = None
 from ftscale.laws._lbfgs import batched_lbfgs, projected_gradient
 from ftscale.laws.forms import (
     AdditiveLaw,
@@ -35,7 +43,81 @@ _SCREEN_ITER = 30  # batched iterations every start gets before pruning
 _SCREEN_KEEP = 64  # at least this many starts survive screening ...
 _SCREEN_FRACTION = 0.02  # ... or this fraction of them, whichever is larger
 _FLAT_RATIO = 1e-10  # J^T J eigenvalue ratio below which a direction counts as flat (non-identifiable)
+# Stage 2 of the two-stage fit (beta, E held) has 2-3 free parameters: a few batched iterations find the basin and
+# the scipy polish does the rest; the full 400 mostly went to slow crawls along the a/alpha valley (same optimum
+# to ~1e-11 in raw parameters, 3-4x faster, checked on the synthetic two-stage problems of the tests).
+_STAGE2_BATCH_ITER = 60
 _CONVERGED_GRAD = 1e-6  # projected gradient, relative to the objective's gradient scale, that counts as zero
+
+
+# ----- BLAS threads ---------------------------------------------------------------------------------------------
+
+# (get, set) symbol pairs of the OpenBLAS builds numpy and scipy wheels ship (scipy_openblas[64_]) and of plain ones.
+_OPENBLAS_SYMBOLS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+_openblas_cache: dict[str, tuple[Callable[[], int], Callable[[int], None]] | None] = {}
+
+
+def _loaded_openblas() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """Thread-count getters/setters of every OpenBLAS loaded in this process (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return []
+    found = []
+    for path in sorted(paths):
+        if path not in _openblas_cache:
+            _openblas_cache[path] = None
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for get_name, set_name in _OPENBLAS_SYMBOLS:
+                if hasattr(lib, get_name) and hasattr(lib, set_name):
+                    getter, setter = getattr(lib, get_name), getattr(lib, set_name)
+                    getter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+                    _openblas_cache[path] = (getter, setter)
+                    break
+        if _openblas_cache[path] is not None:
+            found.append(_openblas_cache[path])
+    return found
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS single-threaded inside the block (thread counts restored after).
+
+    The fits make thousands of tiny BLAS calls (scipy's L-BFGS-B, small mat-vecs); a multi-threaded OpenBLAS
+    wakes and syncs its threads on every one, which on a busy machine made one scipy polish ~100x slower
+    (measured: 99 ms vs 1.1 ms for a 2-parameter problem). Uses threadpoolctl when installed.
+    """
+    if threadpool_limits is not None:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+        return
+    handles = _loaded_openblas()
+    previous = [(setter, getter()) for getter, setter in handles]
+    for _, setter in handles:
+        setter(1)
+    try:
+        yield
+    finally:
+        for setter, count in previous:
+            setter(count)
+
+
+def _blas_single_threaded(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with single_threaded_blas():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def huber(residual: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -273,11 +355,17 @@ def diagnose(
 
 def _emit(messages: Sequence[str], who: str) -> None:
     for message in messages:
-        warnings.warn(f"{who}: {message}", FitWarning, stacklevel=3)
+        warnings.warn(f"{who}: {message}", FitWarning, stacklevel=4)  # past the BLAS wrapper
 
 
-def fit_law(law: ScalingLaw, X: Any, y: Any, sample_weight: Any = None) -> ScalingLaw:
-    """Fit ``law`` to (X, y) from its grid of starts; sets params_, loss_, converged_, warnings_, n_starts_."""
+@_blas_single_threaded
+def fit_law(
+    law: ScalingLaw, X: Any, y: Any, sample_weight: Any = None, *, batch_iter: int = 400
+) -> ScalingLaw:
+    """Fit ``law`` to (X, y) from its grid of starts; sets params_, loss_, converged_, warnings_, n_starts_.
+
+    ``batch_iter`` caps the batched L-BFGS iterations per start before the best candidates are scipy-polished.
+    """
     who = type(law).__name__
     log_inputs = law._check_X(X)
     targets = check_targets(y, len(log_inputs), who)
@@ -295,7 +383,7 @@ def fit_law(law: ScalingLaw, X: Any, y: Any, sample_weight: Any = None) -> Scali
     fun = Objective(law, log_inputs, targets, weights)
     lo, hi = law.raw_bounds()
     starts = np.clip(law.starting_points(), lo, hi)
-    report = multistart_minimize(fun, starts, lo, hi, max_iter=law.max_iter)
+    report = multistart_minimize(fun, starts, lo, hi, max_iter=law.max_iter, batch_iter=batch_iter)
     law._set_fitted(law.full_raw(report.x), report.fun, report.converged, report.n_starts)
     law.warnings_ = diagnose(fun, report.x, lo, hi, law.free_param_names, report.converged)
     _emit(law.warnings_, who)
@@ -389,6 +477,43 @@ def _stage1_starts(
     return np.clip(starts, lo, hi)
 
 
+def _stage1_problem(
+    factors: Mapping[str, tuple[Any, Any]],
+    stage1_names: Sequence[str],
+    law_cls: type[ScalingLaw],
+    config: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray] | None,
+) -> tuple[JointObjective, list[ScalingLaw], np.ndarray, np.ndarray]:
+    """The stage-1 joint objective (weights per factor: None, (n,) or (R, n) resample counts) and its box."""
+    form = "multiplicative" if law_cls is MultiplicativeLaw else "additive"
+    objectives = []
+    grid_laws = []
+    for name in stage1_names:
+        X, y = factors[name]
+        law = law_cls(**config)
+        log_inputs = law._check_X(X)
+        targets = check_targets(y, len(log_inputs), f"factor {name!r}")
+        w = None if weights is None else weights.get(name)
+        objectives.append(Objective(law, log_inputs, targets, w))
+        grid_laws.append(law)
+    joint = JointObjective(objectives, form)
+    n_points = sum(len(o.y) for o in objectives)
+    if n_points < joint.n_params:
+        raise FitError(
+            f"two-stage fit: stage 1 has {n_points} points over {', '.join(stage1_names)} for "
+            f"{joint.n_params} parameters; add points"
+        )
+    base_lo, base_hi = grid_laws[0].raw_bounds()
+    raw_names = law_cls.raw_param_names
+    per = _PER_FACTOR[form]
+    shared_lo = [base_lo[raw_names.index("beta")], base_lo[raw_names.index("e")]]
+    shared_hi = [base_hi[raw_names.index("beta")], base_hi[raw_names.index("e")]]
+    lo = np.concatenate([shared_lo, np.tile([base_lo[raw_names.index(n)] for n in per], len(objectives))])
+    hi = np.concatenate([shared_hi, np.tile([base_hi[raw_names.index(n)] for n in per], len(objectives))])
+    return joint, grid_laws, lo, hi
+
+
+@_blas_single_threaded
 def fit_two_stage(
     factors: Mapping[str, tuple[Any, Any]],
     stage1: Sequence[str] = ("model_size", "pretrain_tokens"),
@@ -410,31 +535,9 @@ def fit_two_stage(
     names = list(factors)
     stage1_names = tuple(n for n in stage1 if n in factors) or tuple(names)
     config = {"residual": residual, "huber_delta": huber_delta, "reduction": reduction, "grid": grid}
-
-    objectives = []
-    grid_laws = []
-    for name in stage1_names:
-        X, y = factors[name]
-        law = law_cls(**config)
-        log_inputs = law._check_X(X)
-        targets = check_targets(y, len(log_inputs), f"factor {name!r}")
-        w = None if weights is None else weights.get(name)
-        objectives.append(Objective(law, log_inputs, targets, w))
-        grid_laws.append(law)
-    joint = JointObjective(objectives, form)
-    n_points = sum(len(o.y) for o in objectives)
-    if n_points < joint.n_params:
-        raise FitError(
-            f"two-stage fit: stage 1 has {n_points} points over {', '.join(stage1_names)} for "
-            f"{joint.n_params} parameters; add points"
-        )
-    base_lo, base_hi = grid_laws[0].raw_bounds()
-    raw_names = law_cls.raw_param_names
-    lo = np.concatenate([[base_lo[raw_names.index("beta")], base_lo[raw_names.index("e")]]])
-    hi = np.concatenate([[base_hi[raw_names.index("beta")], base_hi[raw_names.index("e")]]])
+    joint, grid_laws, lo, hi = _stage1_problem(factors, stage1_names, law_cls, config, weights)
+    objectives = joint.objectives
     per = _PER_FACTOR[form]
-    lo = np.concatenate([lo, np.tile([base_lo[raw_names.index(n)] for n in per], len(objectives))])
-    hi = np.concatenate([hi, np.tile([base_hi[raw_names.index(n)] for n in per], len(objectives))])
     starts = _stage1_starts(objectives, form, grid_laws, lo, hi)
     report = multistart_minimize(joint, starts, lo, hi)
     beta, e = report.x[0], report.x[1]
@@ -449,7 +552,13 @@ def fit_two_stage(
         law = law_cls(**config, fixed={"beta": beta, "e": e})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
-            law.fit(X, y, sample_weight=None if weights is None else weights.get(name))
+            fit_law(
+                law,
+                X,
+                y,
+                sample_weight=None if weights is None else weights.get(name),
+                batch_iter=_STAGE2_BATCH_ITER,
+            )
         _emit([f"stage 2 {name!r}: {m}" for m in law.warnings_], "fit_two_stage")
         messages += [f"stage 2 {name!r}: {m}" for m in law.warnings_]
         converged = converged and law.converged_
@@ -470,9 +579,22 @@ def fit_two_stage(
 
 @dataclass
 class BootstrapResult:
-    samples: pd.DataFrame  # one row per successful resample
+    """Bootstrap draws of a fit's parameters.
+
+    ``samples`` has one row per converged resample, indexed by the resample's number (index name ``resample``,
+    0 .. n_resamples-1; failed resamples are absent from the index). Resample i of two bootstraps run with the
+    seed on data with the same points in the same order draws the same point indices (whatever n_resamples),
+    so two methods' bootstraps pair by index: ``a.paired_with(b)`` keeps the resamples both have.
+    """
+
+    samples: pd.DataFrame  # one row per converged resample, index = resample number
     estimate: dict[str, float]  # full-data values
     n_failed: int
+
+    def paired_with(self, other: BootstrapResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Both sample tables restricted to the resample numbers present in both, in the same order."""
+        common = self.samples.index.intersection(other.samples.index).sort_values()
+        return self.samples.loc[common], other.samples.loc[common]
 
     def ci(self, level: float = 0.95) -> pd.DataFrame:
         """Percentile intervals: index = parameter, columns [estimate, low, high, se]."""
@@ -501,9 +623,10 @@ def _polish_rows(args: tuple) -> list[tuple[np.ndarray, float, bool]]:
     law, log_inputs, y, counts, x0, lo, hi, rows = args
     fun = Objective(law, log_inputs, y, counts)
     out = []
-    for row in rows:
-        x, f, conv, _ = polish(fun, x0[row], lo, hi, max_iter=law.max_iter, row=row)
-        out.append((x, f, conv))
+    with single_threaded_blas():  # also in worker processes
+        for row in rows:
+            x, f, conv, _ = polish(fun, x0[row], lo, hi, max_iter=law.max_iter, row=row)
+            out.append((x, f, conv))
     return out
 
 
@@ -533,6 +656,7 @@ def _run_warm_started(
     return xs, ok
 
 
+@_blas_single_threaded
 def bootstrap(
     law_or_factory: ScalingLaw | Callable[[], ScalingLaw],
     X: Any,
@@ -545,7 +669,8 @@ def bootstrap(
     """Bootstrap a law's parameters: resample points with replacement, refit each resample locally.
 
     Each resample is warm-started from the full-data optimum (as Epoch's replication did) rather than re-run
-    from the whole grid. A resample whose refit does not converge counts in ``n_failed``.
+    from the whole grid. A resample whose refit does not converge counts in ``n_failed`` and is left out of
+    ``samples``, whose index keeps the resample numbers (see ``BootstrapResult``).
     """
     law = (
         law_or_factory()
@@ -573,7 +698,8 @@ def bootstrap(
     for name, func in (derived or {}).items():
         estimate[name] = float(func(law))
     columns = list(law.param_names) + list(derived or {})
-    return BootstrapResult(pd.DataFrame(records, columns=columns), estimate, int((~ok).sum()))
+    samples = pd.DataFrame(records, columns=columns, index=pd.Index(np.flatnonzero(ok), name="resample"))
+    return BootstrapResult(samples, estimate, int((~ok).sum()))
 
 
 def _fresh_copy(law: ScalingLaw) -> ScalingLaw:
@@ -589,35 +715,163 @@ def _fresh_copy(law: ScalingLaw) -> ScalingLaw:
     )
 
 
+def _factor_counts(
+    factors: Mapping[str, tuple[Any, Any]], n_resamples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Per factor, (n_resamples, n_points) resample counts: points resampled within each factor, seeded.
+
+    One row of draws per resample covers every factor, so resample i is the same whatever n_resamples is.
+    """
+    sizes = [len(np.asarray(y)) for _X, y in factors.values()]
+    highs = np.repeat(sizes, sizes)  # a draw in factor f's block picks one of its n_f points
+    picks = np.random.default_rng(seed).integers(0, highs, size=(n_resamples, len(highs)))
+    counts = {}
+    offset = 0
+    for name, n in zip(factors, sizes, strict=True):
+        block = np.zeros((n_resamples, n))
+        np.add.at(block, (np.arange(n_resamples)[:, None], picks[:, offset : offset + n]), 1.0)
+        counts[name] = block
+        offset += n
+    return counts
+
+
+class _RowFixedObjective:
+    """An objective with some raw parameters held at per-row values (stage 2 of a bootstrap: every resample has
+    its own stage-1 beta and e); the optimiser sees only the remaining parameters."""
+
+    def __init__(self, objective: Objective, free: np.ndarray, fixed: np.ndarray, values: np.ndarray) -> None:
+        self.objective = objective
+        self.free, self.fixed, self.values = free, fixed, values  # values: (R, len(fixed)) by row
+        self.grad_scale = objective.grad_scale
+
+    def __call__(self, theta: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        assert rows is not None, "per-row fixed values need the rows of the batch"
+        full = np.empty((theta.shape[0], len(self.free) + len(self.fixed)))
+        full[:, self.free] = theta
+        full[:, self.fixed] = self.values[rows]
+        f, g = self.objective(full, rows)
+        return f, g[:, self.free]
+
+
+def _local_fits(
+    fun: Callable, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, rows: np.ndarray, max_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local fits of the given resample rows from x0 (one start per row): one batched L-BFGS, then scipy polish
+    of each (the polish certifies convergence, as in a full fit)."""
+    batch = batched_lbfgs(fun, x0, lo, hi, max_iter=300, active_rows=rows)
+    xs = np.empty_like(batch.x)
+    ok = np.zeros(len(rows), dtype=bool)
+    for i, row in enumerate(rows):
+        x, f, conv, _ = polish(fun, batch.x[i], lo, hi, max_iter, row=int(row))
+        xs[i] = x
+        ok[i] = conv and np.isfinite(f)
+    return xs, ok
+
+
+def _warm_two_stage_rows(args: tuple) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Warm-started two-stage refits of some resamples: stage 1 from the full-data stage-1 optimum, then each
+    factor's stage 2 from its full-data parameters with that resample's beta and e held."""
+    factors, counts, full, config, form, rows = args
+    with single_threaded_blas():
+        law_cls = _law_class(form)
+        joint, grid_laws, lo, hi = _stage1_problem(factors, full.stage1_factors, law_cls, config, counts)
+        max_iter = grid_laws[0].max_iter
+        x0 = np.repeat(full.stage1_raw[None, :], len(rows), axis=0)
+        stage1_x, ok = _local_fits(joint, x0, lo, hi, rows, max_iter)
+        raw_names = law_cls.raw_param_names
+        fixed = np.array([raw_names.index("beta"), raw_names.index("e")])
+        free = np.array([i for i in range(len(raw_names)) if i not in fixed])
+        shared = np.zeros((len(counts[next(iter(counts))]), 2))
+        shared[rows] = stage1_x[:, :2]
+        per_factor = {}
+        for name, law in full.laws.items():
+            X, y = factors[name]
+            open_law = law_cls(**config)
+            objective = Objective(open_law, open_law._check_X(X), np.asarray(y, dtype=float), counts[name])
+            fun = _RowFixedObjective(objective, free, fixed, shared)
+            box_lo, box_hi = open_law.raw_bounds()
+            x0 = np.repeat(law.raw_params_[free][None, :], len(rows), axis=0)
+            xs, ok_factor = _local_fits(fun, x0, box_lo[free], box_hi[free], rows, max_iter)
+            raw = np.empty((len(rows), len(raw_names)))
+            raw[:, free], raw[:, fixed] = xs, stage1_x[:, :2]
+            per_factor[name] = raw
+            ok &= ok_factor
+    return stage1_x, ok, per_factor
+
+
+@_blas_single_threaded
 def bootstrap_two_stage(
     factors: Mapping[str, tuple[Any, Any]],
     n_resamples: int = 200,
     seed: int = 0,
+    *,
+    warm_start: bool = True,
+    n_jobs: int = 1,
     **fit_kwargs: Any,
 ) -> BootstrapResult:
-    """Bootstrap the two-stage fit, resampling points within each factor; columns are ``beta``, ``E`` and
-    ``<factor>.<param>`` for every per-factor parameter. Each resample reruns the two-stage fit."""
+    """Bootstrap the two-stage fit, resampling points with replacement within each factor (seeded).
+
+    Columns are ``beta``, ``E`` and ``<factor>.<param>`` for every per-factor parameter; the index is the
+    resample number (see ``BootstrapResult``). With ``warm_start`` (default) each resample is a local refit from
+    the full-data optimum: stage 1 from the full-data stage-1 parameters, then stage 2 per factor from its
+    full-data (a, alpha[, b]) with the resample's beta, E held (Epoch's approach for Chinchilla); all resamples
+    run batched, then each is scipy-polished, optionally in ``n_jobs`` processes. ``warm_start=False`` reruns
+    the whole two-stage fit from its grid of starts for every resample (same resamples, much slower).
+    A resample whose refit does not converge counts in ``n_failed`` and is left out of ``samples``.
+    """
+    if "weights" in fit_kwargs:
+        raise FitError("bootstrap_two_stage sets the point weights itself (resample counts); drop 'weights'")
+    if n_resamples < 1:
+        raise FitError(f"n_resamples must be >= 1, got {n_resamples}")
     full = fit_two_stage(factors, **fit_kwargs)
-    rng = np.random.default_rng(seed)
-    records = []
-    n_failed = 0
-    for _ in range(n_resamples):
-        weights = {}
-        for name, (_X, y) in factors.items():
-            n = len(np.asarray(y))
-            weights[name] = _resample_counts(rng, n, 1)[0]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FitWarning)
-                res = fit_two_stage(factors, weights=weights, **fit_kwargs)
-        except FitError:
-            n_failed += 1
-            continue
-        if not res.converged:
-            n_failed += 1
-            continue
-        records.append(_two_stage_record(res))
-    return BootstrapResult(pd.DataFrame(records), _two_stage_record(full), n_failed)
+    counts = _factor_counts(factors, n_resamples, seed)
+    records: dict[int, dict[str, float]] = {}
+    if warm_start:
+        template = next(iter(full.laws.values()))  # the full fit's objective settings, as fit_two_stage used
+        config = {
+            "residual": template.residual,
+            "huber_delta": template.huber_delta,
+            "reduction": template.reduction,
+            "grid": template.grid,
+        }
+        law_cls = type(template)
+        form = "multiplicative" if law_cls is MultiplicativeLaw else "additive"
+        rows = np.arange(n_resamples)
+        n_jobs = max(1, min(int(n_jobs), n_resamples))
+        chunks = [rows[i::n_jobs] for i in range(n_jobs)]
+        tasks = [(dict(factors), counts, full, config, form, chunk) for chunk in chunks]
+        if n_jobs > 1:
+            with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+                parts = list(pool.map(_warm_two_stage_rows, tasks))
+        else:
+            parts = [_warm_two_stage_rows(t) for t in tasks]
+        for chunk, (stage1_x, ok, per_factor) in zip(chunks, parts, strict=True):
+            for i, row in enumerate(chunk):
+                if not ok[i]:
+                    continue
+                record = {"beta": float(stage1_x[i, 0]), "E": float(np.exp(stage1_x[i, 1]))}
+                for name, raw in per_factor.items():
+                    for param, value in law_cls.natural_from_raw(raw[i]).items():
+                        if param not in ("beta", "E"):
+                            record[f"{name}.{param}"] = value
+                records[int(row)] = record
+    else:
+        for row in range(n_resamples):
+            weights = {name: c[row] for name, c in counts.items()}
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FitWarning)
+                    res = fit_two_stage(factors, weights=weights, **fit_kwargs)
+            except FitError:
+                continue
+            if res.converged:
+                records[row] = _two_stage_record(res)
+    estimate = _two_stage_record(full)
+    order = sorted(records)
+    samples = pd.DataFrame(
+        [records[r] for r in order], columns=list(estimate), index=pd.Index(order, name="resample", dtype=int)
+    )
+    return BootstrapResult(samples, estimate, n_resamples - len(records))
 
 
 def _two_stage_record(result: TwoStageResult) -> dict[str, float]:
