@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 
 from ftscale.errors import UserError
+from ftscale.report.cli import advise as advise_command
+from ftscale.report.cli import report as report_command
 from ftscale.study.cli import study_app
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(study_app, name="study")
+app.command("report")(report_command)
+app.command("advise")(advise_command)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -134,7 +138,9 @@ def fit_command(
         help="'largest' (every point on the largest value of any axis), 'none', or axis=value "
         "pairs such as x=16e9,d=100000 (several values of one axis: d=9e5;1e6).",
     ),
-    bootstrap: int = typer.Option(0, help="Bootstrap resamples for parameter CIs (0: none)."),
+    bootstrap: int | None = typer.Option(
+        None, help="Bootstrap resamples for parameter CIs (default: 0 for a CSV, 200 for a study directory)."
+    ),
     level: float = typer.Option(0.95, help="Confidence level of the bootstrap intervals."),
     seed: int = typer.Option(0, help="Seed of the fit and the bootstrap."),
     residual: str = typer.Option(
@@ -148,8 +154,20 @@ def fit_command(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
-    """Fit a scaling law to a results CSV and report parameters, Δe, Δh and RMSE of log loss."""
+    """Fit a scaling law to a results CSV (parameters, Δe, Δh, RMSE of log loss), or a study's joint laws.
+
+    Given a study directory (or its exported results with --law study), fits the paper's two-stage joint laws
+    per task and method and prints Table 4, the held-out errors, critical data sizes and the findings check.
+    """
     import json
+    from pathlib import Path
+
+    if Path(csv).is_dir() or law.strip().lower() == "study":
+        from ftscale.report.cli import fit_study
+
+        fit_study(Path(csv), bootstrap=200 if bootstrap is None else bootstrap, seed=seed)
+        return
+    bootstrap = 0 if bootstrap is None else bootstrap
 
     from ftscale.errors import DataError, FitError
     from ftscale.laws.evaluation import evaluate_fit
@@ -279,10 +297,79 @@ def _demo_points(seed: int, noise: float, n_seeds: int):
 
 @app.command("demo")
 def demo_command(
-    out: str | None = typer.Option(None, help="Directory to write the synthetic points (points.csv) into."),
-    seed: int = typer.Option(0, help="Seed of the synthetic noise."),
-    noise: float = typer.Option(0.005, help="Standard deviation of the per-run loss noise (nats)."),
+    out: str | None = typer.Option(
+        None, help="Study directory (default ./ftscale-demo; with --points, where points.csv goes)."
+    ),
+    workers: int = typer.Option(2, help="Jobs run at once (each job gets an equal share of the cores)."),
+    bootstrap: int = typer.Option(200, help="Bootstrap resamples for the report's confidence intervals."),
+    points: bool = typer.Option(
+        False,
+        "--points",
+        help="Quick look (seconds): fit laws to synthetic points drawn from the paper's Table 4.",
+    ),
+    seed: int = typer.Option(0, help="Seed of the synthetic noise (--points)."),
+    noise: float = typer.Option(
+        0.005, help="Standard deviation of the per-run loss noise in nats (--points)."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
+    """Run the tiny study (pretrain a model family, finetune it with FMT / prompt / LoRA), fit, report."""
+    if not points:
+        _study_demo(out or "ftscale-demo", workers, bootstrap, progress=not no_progress)
+        return
+    _points_demo(out, seed, noise)
+
+
+def _study_demo(out: str, workers: int, bootstrap: int, progress: bool) -> None:
+    """The main job: the ``tiny`` preset end to end, then the analysis and the HTML report."""
+    import time
+    from pathlib import Path
+
+    from ftscale.report import tables
+    from ftscale.report.analysis import analyse, load_results
+    from ftscale.report.html import write_report
+    from ftscale.study.run import resolve_job_function, run_study
+    from ftscale.study.spec import load_spec, resolve_spec_path
+
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be >= 1")
+    start = time.perf_counter()
+    spec = load_spec("tiny")
+    study_dir = Path(out)
+    console.print(
+        f"ftscale demo: the '{spec.name}' study into {study_dir}/ (rerun to resume)", highlight=False
+    )
+    summary = run_study(
+        spec,
+        study_dir,
+        resolve_job_function(),
+        workers=workers,
+        progress=progress,
+        spec_text=resolve_spec_path("tiny").read_text(encoding="utf-8"),
+    )
+    if summary.failed:
+        raise UserError(
+            f"{summary.failed} of {summary.total} jobs failed (see `ftscale study status {study_dir}`); "
+            "rerun `ftscale demo` to retry them"
+        )
+    analysis = analyse(load_results(study_dir), n_bootstrap=bootstrap, seed=0)
+    report = write_report(analysis, study_dir / "report", title="ftscale demo: the tiny study")
+    for task in analysis.tasks:
+        console.print(f"\n[bold]{task}[/]: fitted joint laws L = A·X^-α·D^-β + E (bootstrap 95% CIs)")
+        console.print(tables.to_markdown(tables.table4(analysis, task)), markup=False)
+        console.print("[bold]Critical finetuning-data sizes[/]")
+        console.print(tables.to_markdown(tables.table_critical(analysis, task)), markup=False)
+    from ftscale.report.cli import print_findings
+
+    print_findings(analysis)
+    console.print(
+        f"\n[bold green]done[/] in {time.perf_counter() - start:.0f} s: {summary.total} jobs. "
+        f"Report: {(report / 'report.html').resolve()}",
+        highlight=False,
+    )
+
+
+def _points_demo(out: str | None, seed: int, noise: float) -> None:
     """Fit joint laws to synthetic FMT / Prompt / LoRA runs and print Δe, Δh and critical data sizes."""
     import time
     import warnings
@@ -395,6 +482,6 @@ def demo_command(
     if out is not None:
         console.print(f"points written to {Path(out) / 'points.csv'}", highlight=False)
     console.print(
-        f"[dim]Synthetic demo finished in {time.perf_counter() - start:.1f} s. The full demo (pretraining a tiny "
-        "model family and finetuning it with FMT / Prompt / LoRA) is coming with the study orchestration.[/]"
+        f"[dim]Synthetic-points demo finished in {time.perf_counter() - start:.1f} s. The full demo "
+        "(`ftscale demo`) pretrains a tiny model family and finetunes it with FMT / prompt / LoRA.[/]"
     )

@@ -390,6 +390,13 @@ def synthetic_task(
 
     if kind not in ("translation", "summarization"):
         raise UserError(f"synthetic_task: kind must be 'translation' or 'summarization', got {kind!r}")
+    if isinstance(config, dict):  # from a study file: the generator's knobs as a mapping
+        try:
+            config = SyntheticConfig(**{"seed": seed, **config})
+        except TypeError as exc:
+            raise UserError(
+                f"synthetic_task: bad corpus option in config ({exc}); see SyntheticConfig"
+            ) from None
     corpus = SyntheticCorpus(config if config is not None else SyntheticConfig(seed=seed))
     sizes = {"train": n_train, "dev": n_dev, "test": n_test}
     splits: dict[str, list[Example]] = {}

@@ -79,7 +79,7 @@ def report(
     analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     path = write_report(analysis, out)
     console.print(f"report written to {path / 'report.html'} (+ report.md, analysis.json)")
-    _print_findings(analysis)
+    print_findings(analysis)
 
 
 def advise(
@@ -118,10 +118,10 @@ def fit_study(
         console.print(tables.to_markdown(tables.table_errors(analysis, task)), markup=False)
         console.print("[bold]Critical data sizes[/]")
         console.print(tables.to_markdown(tables.table_critical(analysis, task)), markup=False)
-    _print_findings(analysis)
+    print_findings(analysis)
 
 
-def _print_findings(analysis) -> None:
+def print_findings(analysis) -> None:
     colors = {"confirms": "green", "refutes": "red", "cannot tell": "yellow"}
     for f in analysis.findings:
         color = colors.get(f.verdict, "white")

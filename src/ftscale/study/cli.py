@@ -38,7 +38,7 @@ def run_command(
 ) -> None:
     """Run every job of STUDY.yaml that is not done yet in DIR (resumes after a crash)."""
     from ftscale.study.run import resolve_job_function, run_study
-    from ftscale.study.spec import load_spec
+    from ftscale.study.spec import load_spec, resolve_spec_path
 
     spec = load_spec(spec_path)
     if workers < 1:
@@ -60,7 +60,7 @@ def run_command(
         max_retries=max_retries,
         progress=not no_progress,
         force=force,
-        spec_text=spec_path.read_text(encoding="utf-8", errors="replace"),
+        spec_text=resolve_spec_path(spec_path).read_text(encoding="utf-8", errors="replace"),
     )
     console.print(
         f"study {spec.name}: {summary.done}/{summary.total} jobs done, {summary.failed} failed "

@@ -482,11 +482,30 @@ def parse_spec(raw: Any, source: str = "study.yaml") -> StudySpec:
     return spec
 
 
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def preset_names() -> list[str]:
+    """Study presets shipped with the package (``tiny``, ``small``, ``paper``)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """A study file path, or the name of a shipped preset (``tiny`` → the packaged ``tiny.yaml``)."""
+    candidate = Path(path)
+    if not candidate.is_file() and candidate.suffix == "" and str(path) in preset_names():
+        return PRESETS_DIR / f"{path}.yaml"
+    return candidate
+
+
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate ``study.yaml``."""
-    path = Path(path)
+    """Read and validate ``study.yaml`` (or a preset by name: ``tiny``, ``small``, ``paper``)."""
+    path = resolve_spec_path(path)
     if not path.is_file():
-        raise SpecError(f"{path}: study file not found (give the path of a study YAML file)")
+        raise SpecError(
+            f"{path}: study file not found (give the path of a study YAML file or a preset: "
+            f"{', '.join(preset_names())})"
+        )
     text = path.read_text(encoding="utf-8", errors="replace")
     return parse_spec_text(text, source=str(path))
 
