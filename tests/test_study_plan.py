@@ -79,14 +79,36 @@ def test_shared_runs_are_one_job_in_several_factors() -> None:
 
 
 def test_tiny_preset_counts() -> None:
-    plan = build_plan(load_spec(REPO_ROOT / "configs" / "tiny.yaml"))
+    spec = load_spec(REPO_ROOT / "configs" / "tiny.yaml")
+    plan = build_plan(spec)
     counts = plan.counts()
-    assert counts["kinds"] == {"tokenizer": 1, "pretrain": 3, "finetune": 57}
-    # sizes 3 × ft sizes 3 × seeds 1 per method; PET sweeps 3 values × 3 ft sizes
-    assert counts["factors"][("model_size", "fmt")] == {"runs": 9, "heldout": 5}
-    assert counts["factors"][("pretrain_tokens", "lora")]["runs"] == 9
-    assert counts["factors"][("prompt_length", "prompt")]["runs"] == 9
-    assert counts["shared"] == 9
+    f = spec.factors
+    n_d = {m: len(v) for m, v in f.ft_sizes.items()}
+    n_sizes, n_budgets = len(f.model_size), len(f.pretrain_tokens.budgets)
+    n_methods = len(spec.methods.enabled())
+    # every factor has one value shared with another sweep (base model, full pretraining, default PET size)
+    shared_cells = (n_budgets > 0) * sum(n_d.values()) + n_d["prompt"] + n_d["lora"]
+    expected = (
+        sum(n_sizes * n for n in n_d.values())
+        + sum(n_budgets * n for n in n_d.values())
+        + len(f.prompt_length) * n_d["prompt"]
+        + len(f.lora_rank) * n_d["lora"]
+        - shared_cells
+    ) * f.seeds
+    assert counts["kinds"] == {
+        "tokenizer": 1,
+        "pretrain": len(spec.family.pretrain.sizes),
+        "finetune": expected,
+    }
+    assert counts["factors"][("model_size", "fmt")]["runs"] == n_sizes * n_d["fmt"] * f.seeds
+    assert counts["factors"][("pretrain_tokens", "lora")]["runs"] == n_budgets * n_d["lora"] * f.seeds
+    assert (
+        counts["factors"][("prompt_length", "prompt")]["runs"]
+        == len(f.prompt_length) * n_d["prompt"] * f.seeds
+    )
+    # the base model's full-pretraining runs at default PET size: one job per (method, D_f, seed) in 2-3 factors
+    assert counts["shared"] == sum(n_d.values()) * f.seeds
+    assert n_methods == 3 and min(n_sizes, n_budgets, len(f.prompt_length), len(f.lora_rank)) >= 4
 
 
 def test_checkpoint_kind_both_doubles_intermediate_budgets_only() -> None:
