@@ -109,25 +109,31 @@ PAPER_SIZES = {"1B": (16, 8), "2B": (20, 10), "4B": (24, 12), "8B": (32, 16), "1
 # CPU ladder: layers ÷ 4, heads ÷ 2, head_dim ÷ 16 of Table 3, so width and depth ratios between sizes
 # match the paper's (non-embedding parameters span 16×, 0.16M → 2.6M).
 CPU_SIZES = {"xs": (4, 4), "s": (5, 5), "m": (6, 6), "l": (8, 8), "xl": (10, 10)}
+# Demo ladder: head size 8 and fewer layers, 10× in non-embedding parameters (≈20k → 200k). Small enough that
+# a few hundred thousand pretraining tokens saturate the smaller members, so model size shows within minutes.
+DEMO_SIZES = {"t1": (2, 4), "t2": (3, 5), "t3": (4, 6), "t4": (5, 8), "t5": (6, 10)}
 
 
 def family(
-    name: Literal["cpu", "paper"] = "cpu",
+    name: Literal["cpu", "paper", "demo"] = "cpu",
     *,
     vocab_size: int | None = None,
     max_seq_len: int | None = None,
     tie_embeddings: bool = True,
 ) -> dict[str, ModelSpec]:
-    """A preset ladder, smallest first: ``"cpu"`` (xs…xl, runs here) or ``"paper"`` (Table 3, GPU/meta only)."""
+    """A preset ladder, smallest first: ``"cpu"`` (xs…xl), ``"demo"`` (t1…t5, the CPU demo) or ``"paper"``
+    (Table 3, GPU/meta only)."""
     if name == "cpu":
         return _ladder(CPU_SIZES, 16, vocab_size or 8000, max_seq_len or 128, tie_embeddings)
+    if name == "demo":
+        return _ladder(DEMO_SIZES, 8, vocab_size or 8000, max_seq_len or 128, tie_embeddings)
     if name == "paper":
         # The paper does not state its vocabulary; 256k is Garcia et al.'s (2023) SentencePiece size.
         return _ladder(PAPER_SIZES, 256, vocab_size or 256_000, max_seq_len or 2048, tie_embeddings)
-    raise SpecError(f"unknown model family '{name}'; choose 'cpu' or 'paper'")
+    raise SpecError(f"unknown model family '{name}'; choose 'cpu', 'demo' or 'paper'")
 
 
-FAMILIES = ("cpu", "paper")
+FAMILIES = ("cpu", "demo", "paper")
 
 
 def default_family() -> dict[str, ModelSpec]:

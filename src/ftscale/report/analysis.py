@@ -256,6 +256,8 @@ def _factor_runs(done: pd.DataFrame, spec: FactorSpec) -> pd.DataFrame:
         rows = rows[rows["checkpoint_kind"] != "annealed"]
     elif spec.checkpoint_kind is not None:
         # The final checkpoint ends its cosine schedule: it is a finished model of both variants.
+        if not (rows["checkpoint_kind"] == spec.checkpoint_kind).any():
+            return rows.iloc[0:0]
         rows = rows[rows["checkpoint_kind"].isin([spec.checkpoint_kind, "final"])]
     if spec.pet_only:
         rows = rows[rows["method"] != "fmt"]
@@ -344,29 +346,27 @@ def _bootstrap(
     n_resamples: int,
     rng: np.random.Generator,
 ) -> list[dict[str, dict[str, float]]]:
-    """Refit the two-stage law on resamples of each factor's fitting cells, warm-started at the full optimum."""
-    from ftscale.laws.fitting import fit_two_stage
+    """Refit the two-stage law on resamples of each factor's fitting cells, warm-started at the full optimum
+    (``laws.fitting.bootstrap_two_stage``: all resamples as one batched L-BFGS, then a polish of each)."""
+    from ftscale.laws.fitting import bootstrap_two_stage
 
-    # Warm start: the full-data optimum's raw parameters of one factor seed every stage-1 and stage-2 start.
-    first = next(iter(joint.laws.values()))
-    warm = np.atleast_2d(np.asarray(getattr(first, "raw_params_", None), dtype=float))
-    samples: list[dict[str, dict[str, float]]] = []
-    for _ in range(n_resamples):
-        weights = {
-            name: np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype(float)
-            for name, (_x, y) in factors.items()
-        }
+    seed = int(rng.integers(0, 2**31 - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = fit_two_stage(
-                    factors, stage1=joint.stage1, form=joint.form, grid=warm, weights=weights
-                )
+            result = bootstrap_two_stage(
+                factors, n_resamples=n_resamples, seed=seed, stage1=tuple(joint.stage1), form=joint.form
+            )
         except (FitError, np.linalg.LinAlgError, ValueError):
-            continue
-        # A flat direction (e.g. α_t ≈ 0) often stops L-BFGS short of its gradient test with a usable optimum,
+            return []
+    samples: list[dict[str, dict[str, float]]] = []
+    for _, row in result.samples.iterrows():
+        params: dict[str, dict[str, float]] = {}
+        for name in factors:
+            own = {col.split(".", 1)[1]: float(row[col]) for col in row.index if col.startswith(f"{name}.")}
+            params[name] = {**own, "beta": float(row["beta"]), "E": float(row["E"])}
+        # A flat direction (e.g. α_t ≈ 0) can stop L-BFGS short of its gradient test with a usable optimum,
         # so resamples are kept whenever their parameters are finite.
-        params = {name: dict(law.params_) for name, law in result.laws.items()}
         if all(math.isfinite(v) for p in params.values() for v in p.values()):
             samples.append(params)
     return samples

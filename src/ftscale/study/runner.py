@@ -149,7 +149,7 @@ def _pretrain_job(ctx: JobContext) -> Mapping[str, Any]:
     (tokenizer_dir,) = ctx.dep_dirs.values()
     tokenizer = _load_tokenizer(tokenizer_dir)
     pre = params["pretrain"]
-    ladder = family(pre.get("family", "cpu"), vocab_size=len(tokenizer), max_seq_len=MODEL_MAX_SEQ_LEN)
+    ladder = family(pre.get("ladder", "cpu"), vocab_size=len(tokenizer), max_seq_len=MODEL_MAX_SEQ_LEN)
     if params["size"] not in ladder:
         raise UserError(
             f"family.pretrain.sizes: unknown size {params['size']!r}; the ladder has {', '.join(ladder)}"

@@ -51,6 +51,7 @@ class PretrainSpec(_Strict):
     """Our own family: one pretraining run per size, with checkpoints at token budgets."""
 
     sizes: Annotated[list[str], Field(min_length=1)]
+    ladder: Literal["cpu", "demo", "paper"] = "cpu"
     total_tokens: PositiveInt
     seq_len: PositiveInt = 128
     batch_size: PositiveInt = 16
@@ -270,6 +271,19 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
     for i, name in enumerate(sizes):
         if sizes.index(name) != i:
             problems.append((size_path, f"size '{name}' is listed twice"))
+    if fam.pretrain is not None:
+        from ftscale.models.family import family
+
+        ladder = list(family(fam.pretrain.ladder))
+        for i, name in enumerate(sizes):
+            if name not in ladder:
+                problems.append(
+                    (
+                        f"{size_path}[{i}]",
+                        f"unknown size '{name}' in the '{fam.pretrain.ladder}' ladder "
+                        f"({', '.join(ladder)}){_hint(name, ladder)}",
+                    )
+                )
     methods = spec.methods.enabled()
     if not methods:
         problems.append(("methods", "enable at least one of fmt, prompt, lora"))

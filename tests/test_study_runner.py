@@ -1,0 +1,113 @@
+"""The real job function end to end on a minute-sized study: tokenizer → pretraining → FMT / prompt / LoRA runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ftscale.study.results import results_table
+from ftscale.study.run import run_study
+from ftscale.study.runner import run_job
+from ftscale.study.spec import parse_spec
+
+MICRO = {
+    "name": "micro",
+    "task": {
+        "name": "synthetic-en-de",
+        "max_source_tokens": 32,
+        "max_target_tokens": 32,
+        "train_pool": 200,
+        "options": {
+            "n_dev": 20,
+            "n_test": 24,
+            "pretraining_tokens": 20000,
+            "config": {"n_lemmas": 60, "max_clause_depth": 0},
+        },
+    },
+    "tokenizer": {"vocab_size": 300},
+    "family": {
+        "pretrain": {
+            "ladder": "demo",
+            "sizes": ["t1", "t2"],
+            "total_tokens": 8192,
+            "seq_len": 32,
+            "batch_size": 8,
+            "lr": 3e-3,
+        }
+    },
+    "methods": {
+        "fmt": {"lr": 1e-3, "batch_size": 4, "max_steps": 4, "eval_every": 2, "patience": 2},
+        "prompt": {
+            "lr": 3e-2,
+            "batch_size": 4,
+            "max_steps": 4,
+            "eval_every": 2,
+            "patience": 2,
+            "prompt_length": 2,
+        },
+        "lora": {"lr": 3e-3, "batch_size": 4, "max_steps": 4, "eval_every": 2, "patience": 2, "lora_rank": 2},
+    },
+    "factors": {
+        "model_size": ["t1", "t2"],
+        "pretrain_tokens": {"budgets": [4096, 8192]},
+        "prompt_length": [2, 4],
+        "lora_rank": [2, 4],
+        "ft_sizes": {"fmt": [8, 16], "prompt": [8, 16], "lora": [8, 16]},
+        "seeds": 1,
+    },
+    "evaluation": {
+        "generation": True,
+        "max_eval_examples": 4,
+        "max_new_tokens": 8,
+        "zero_shot": ["fr-de"],
+        "few_shot": [1],
+    },
+    "execution": {"device": "cpu"},
+}
+
+
+@pytest.fixture(scope="module")
+def micro_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    study_dir = tmp_path_factory.mktemp("micro") / "study"
+    summary = run_study(parse_spec(MICRO, "micro.yaml"), study_dir, run_job, progress=False)
+    assert summary.failed == 0, summary.failed_jobs
+    return study_dir
+
+
+def test_every_job_runs_and_records_metrics(micro_study: Path) -> None:
+    table = results_table(micro_study)
+    # (2 sizes + 1 intermediate checkpoint) × 3 methods × 2 D_f, plus 1 extra prompt length and LoRA rank × 2 D_f
+    assert len(table) == 22
+    assert (table["status"] == "done").all()
+    for column in ("loss", "ppl", "dev_loss", "bleu", "chrf", "rougeL", "zs_fr-de_bleu", "fs1_bleu"):
+        assert table[column].notna().all(), column
+    assert all(
+        math.isclose(p, math.exp(loss), rel_tol=1e-6)
+        for p, loss in zip(table["ppl"], table["loss"], strict=True)
+    )
+    # X of the model-size factor comes from the pretraining job's exact non-embedding count
+    assert sorted(table["model_params"].unique()) == [22176, 49240]
+    # PET parameters never enter X, and their trainable count grows with the PET size
+    lora = (
+        table[(table["method"] == "lora") & table["in_pet_size"]]
+        .groupby("pet_size")["trainable_params"]
+        .first()
+    )
+    assert lora.loc[4] == 2 * lora.loc[2]
+    fmt = table[table["method"] == "fmt"]
+    assert (fmt["trainable_params"] > fmt["model_params"]).all()
+
+
+def test_checkpoints_and_factors(micro_study: Path) -> None:
+    table = results_table(micro_study)
+    pre = table[table["in_pretrain_tokens"]]
+    assert sorted(pre["pretrain_tokens"].unique()) == [4096, 8192]
+    assert set(pre["checkpoint_kind"]) == {"intermediate", "final"}
+    assert table[table["in_pet_size"]]["method"].isin(["prompt", "lora"]).all()
+
+
+def test_rerun_does_nothing(micro_study: Path) -> None:
+    summary = run_study(parse_spec(MICRO, "micro.yaml"), micro_study, run_job, progress=False)
+    assert summary.executed == 0 and summary.failed == 0
