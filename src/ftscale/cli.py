@@ -36,6 +36,12 @@ def _root() -> None:
 
 def main() -> None:
     """Console-script entry point: run the app, report user errors in one line."""
+    args = sys.argv[1:3]
+    if args[:1] == ["demo"] or args == ["study", "run"]:
+        from ftscale.models.runtime import maybe_reexec_with_tcmalloc
+
+        # Training jobs run 10-40 % faster with tcmalloc; the process re-execs itself once when it is present.
+        maybe_reexec_with_tcmalloc()
     try:
         app(standalone_mode=False)
     except UserError as exc:
