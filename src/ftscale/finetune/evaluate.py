@@ -236,24 +236,16 @@ def evaluate_model(
     )
     result.n_generated = int(scores["n"])
     result.bleu, result.chrf, result.rougeL = scores["bleu"], scores["chrf"], scores["rougeL"]
-    for name, (prompts, direction_refs) in (zero_shot or {}).items():
-        result.zero_shot[name] = _scores(
-            model,
-            tokenizer,
-            list(prompts)[limit],
-            list(direction_refs)[limit],
-            tgt_lang,
-            max_new_tokens,
-            batch_size,
-        )
-    for k, (prompts, shot_refs) in (few_shot or {}).items():
-        result.few_shot[str(k)] = _scores(
-            model,
-            tokenizer,
-            list(prompts)[limit],
-            list(shot_refs)[limit],
-            tgt_lang,
-            max_new_tokens,
-            batch_size,
-        )
+    # Zero-shot directions and k-shot prompts are scored alike: the first N prompts of each set, in ``tgt_lang``.
+    for target, sets in ((result.zero_shot, zero_shot), (result.few_shot, few_shot)):
+        for name, (prompts, set_refs) in (sets or {}).items():
+            target[str(name)] = _scores(
+                model,
+                tokenizer,
+                list(prompts)[limit],
+                list(set_refs)[limit],
+                tgt_lang,
+                max_new_tokens,
+                batch_size,
+            )
     return result

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ftscale.study.store import Store
+from ftscale.study.store import METRIC_COLUMNS, Store
 
 # Columns of the contract, first in this order; every other metric follows.
 LEADING_COLUMNS = (
@@ -36,13 +36,7 @@ LEADING_COLUMNS = (
     "pet_size",
     "ft_examples",
     "seed",
-    "loss",
-    "ppl",
-    "dev_loss",
-    "bleu",
-    "chrf",
-    "rougeL",
-    "trainable_params",
+    *METRIC_COLUMNS,
 )
 
 
