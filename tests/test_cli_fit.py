@@ -1,4 +1,4 @@
-"""``ftscale fit`` and ``ftscale demo`` end to end in a subprocess: tables, JSON, one-line user errors."""
+"""``ftscale fit`` and ``ftscale demo --points`` end to end in a subprocess: tables, JSON, one-line user errors."""
 
 from __future__ import annotations
 
@@ -231,9 +231,9 @@ def test_fit_power_law_per_model_on_lin2024(shared_data):
 
 @pytest.mark.slow
 def test_demo_runs_quickly_and_writes_points(tmp_path):
-    proc = run_cli("demo", "--out", str(tmp_path / "demo"), timeout=240)
+    proc = run_cli("demo", "--points", "--out", str(tmp_path / "demo"), timeout=240)
     assert proc.returncode == 0, proc.stderr
-    for token in ("Fitted multiplicative laws", "Critical data size", "fmt vs prompt", "coming"):
+    for token in ("Fitted multiplicative laws", "Critical data size", "fmt vs prompt", "ftscale demo"):
         assert token in proc.stdout, token
     points = pd.read_csv(tmp_path / "demo" / "points.csv")
     assert set(points["method"]) == {"fmt", "prompt", "lora"}
