@@ -19,7 +19,7 @@ from typing import Any
 from ftscale.errors import UserError
 from ftscale.study.executors import JobContext, JobFunction, Outcome, make_executor, set_progress_hook
 from ftscale.study.plan import StudyPlan, build_plan
-from ftscale.study.runner import run_job
+from ftscale.study.runner import preflight, run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
 
@@ -109,6 +109,8 @@ def run_study(
     if backend not in ("local", "ray"):
         raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
     plan = build_plan(spec)
+    if job_fn is run_job:
+        preflight(spec)
     store = Store.prepare(study_dir, spec, spec_text=spec_text, force=force)
     try:
         store.acquire_lock()

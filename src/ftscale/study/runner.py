@@ -74,6 +74,12 @@ def task_data(task: Mapping[str, Any]):
     return _task_data_cached(json.dumps(task, sort_keys=True))
 
 
+def preflight(spec: Any) -> None:
+    """Load the study's task data once before anything is written, so missing or malformed data files end the
+    run with a one-line error and no study directory (the jobs then reuse the loaded splits)."""
+    task_data(spec.task.model_dump(mode="json"))
+
+
 def _interleave(streams: Iterable[Iterable[str]]) -> Iterator[str]:
     """Round-robin over several document streams, so a language mix is mixed from the first batch on."""
     iterators = [iter(s) for s in streams]
