@@ -307,3 +307,32 @@ def test_real_pretraining_corpus_counts(shared_data: Path) -> None:
     assert "de:" in corpus.summary(tok) and "tokens" in corpus.summary(tok)
     assert set(corpus.sources["de"]) <= {"klexikon-wiki", "multi30k"}
     # (That held-out Klexikon/Tatoeba/CSL examples stay out is checked on the miniature data above.)
+
+
+def test_wmt_task_from_a_local_hf_copy(tmp_path):
+    """The paper's WMT task through `datasets`, from a saved copy (the hub is unreachable here)."""
+    import datasets
+
+    from ftscale.data.adapters import load_task
+
+    rows = [{"translation": {"de": f"Satz {i}.", "en": f"Sentence {i}."}} for i in range(30)]
+    dd = datasets.DatasetDict(
+        {split: datasets.Dataset.from_list(rows) for split in ("train", "validation", "test")}
+    )
+    dd.save_to_disk(str(tmp_path / "wmt14"))
+    data = load_task("wmt14-en-de", dataset=str(tmp_path / "wmt14"), n_train=10)
+    assert len(data.train) == 10 and len(data.test) == 30
+    assert data.train[3].source == "Sentence 3." and data.train[3].target == "Satz 3."
+    assert data.task.kind == "translation" and data.task.languages == ("en", "de")
+
+
+def test_wmt_task_offline_is_a_clear_error(monkeypatch):
+    import pytest
+
+    from ftscale.data.adapters import load_task
+    from ftscale.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match="wmt"):
+        load_task("wmt14-en-de", n_train=10)

@@ -23,6 +23,7 @@ from ftscale.data.sources import (
     _open_bytes,
     check_language,
     find_parallel_file,
+    load_hf_dataset,
     load_parallel_text,
     load_tsv,
     read_lines,
@@ -564,6 +565,53 @@ def _multi30k(name: str) -> Callable[..., TaskData] | None:
     return lambda data_dir=None, **kw: multi30k_task(data_dir, src, tgt, **kw)
 
 
+# The paper's translation sets on the Hugging Face hub: (dataset id, config, dev split, test split).
+WMT_SETS = {
+    "wmt14-en-de": ("wmt/wmt14", "de-en", "validation", "test"),
+    "wmt19-en-zh": ("wmt/wmt19", "zh-en", "validation", "validation"),
+}
+
+
+def wmt_task(
+    data_dir: Path | str | None = None,
+    src: str = "en",
+    tgt: str = "de",
+    dataset: str | None = None,
+    n_train: int | None = None,
+    template: str = "",
+    separator: str = "",
+) -> TaskData:
+    """WMT translation (the paper's WMT14 En-De / WMT19 En-Zh) through Hugging Face ``datasets``: a hub id, or
+    ``dataset`` = a local copy (``save_to_disk`` folder or data file) for machines without network. ``n_train``
+    keeps the first N training pairs (the full sets hold millions)."""
+    hub_id, config, dev_split, test_split = WMT_SETS[f"wmt{'14' if tgt == 'de' else '19'}-{src}-{tgt}"]
+    source = dataset or hub_id
+    fields = {"source_field": f"translation.{src}", "target_field": f"translation.{tgt}"}
+    train, r1 = load_hf_dataset(source, "train", src_lang=src, tgt_lang=tgt, config_name=config, **fields)
+    dev, r2 = load_hf_dataset(source, dev_split, src_lang=src, tgt_lang=tgt, config_name=config, **fields)
+    test, r3 = load_hf_dataset(source, test_split, src_lang=src, tgt_lang=tgt, config_name=config, **fields)
+    if n_train is not None:
+        train = train[:n_train]
+    return TaskData(
+        task=Task(f"wmt-{src}-{tgt}", "translation", (src, tgt), template, separator),
+        train=train,
+        dev=dev,
+        test=test,
+        pretraining_text={
+            src: lambda: _documents_from_lines([e.source for e in train], 0),
+            tgt: lambda: _documents_from_lines([e.target for e in train], 1),
+        },
+        reports=[r1, r2, r3],
+    )
+
+
+def _wmt(name: str) -> Callable[..., TaskData] | None:
+    if name not in WMT_SETS:
+        return None
+    src, tgt = name.split("-")[1:]
+    return lambda data_dir=None, **kw: wmt_task(data_dir, src, tgt, **kw)
+
+
 TASKS: dict[str, Callable[..., TaskData]] = {
     "tatoeba-en-zh": tatoeba_task,
     "klexikon-de": klexikon_task,
@@ -575,6 +623,7 @@ TASK_PATTERNS: dict[str, tuple[Callable[[str], Callable[..., TaskData] | None], 
     "synthetic-<src>-<tgt> (e.g. synthetic-en-de)": (_synthetic_translation, synthetic_task),
     "synthetic-sum-<lang> (e.g. synthetic-sum-de)": (_synthetic_summarization, synthetic_task),
     "multi30k-<src>-<tgt> (en, de, fr, cs; e.g. multi30k-en-de)": (_multi30k, multi30k_task),
+    "wmt14-en-de, wmt19-en-zh (Hugging Face datasets; option dataset= for a local copy)": (_wmt, wmt_task),
 }
 
 

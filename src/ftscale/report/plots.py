@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from ftscale.report import _laws
 from ftscale.report.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
@@ -58,6 +59,7 @@ def loss_vs_data(analysis: Analysis, task: str, factor: str) -> Figure | None:
             title += f"  Δe={row['delta_e'].iloc[0]:.4f} Δh={row['delta_h'].iloc[0]:.4f}"
         ax.set_title(title, fontsize=9)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_xlabel("finetuning examples D_f")
         ax.set_ylabel("test loss (nats)")
         ax.legend(fontsize=6, title=FACTOR_BY_NAME[factor].label, title_fontsize=6)
@@ -94,6 +96,7 @@ def critical_sizes(analysis: Analysis, task: str) -> Figure | None:
             if group["low"].notna().any():
                 ax.fill_between(group["x"], group["low"], group["high"], alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_yscale("log")
         ax.set_xlabel(FACTOR_BY_NAME[factor].label)
         ax.set_ylabel("critical finetuning examples")
@@ -120,6 +123,7 @@ def zero_shot(analysis: Analysis, task: str) -> Figure | None:
             mean = group.groupby("d")["score"].mean()
             ax.plot(mean.index, mean.values, "o-", ms=3, label=str(model))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_title(METHOD_LABELS.get(method, method), fontsize=9)
         ax.set_xlabel("finetuning examples D_f")
         ax.set_ylabel(f"zero-shot {sub['metric'].iloc[0]}")
@@ -172,6 +176,7 @@ def single_factor(analysis: Analysis, task: str) -> Figure | None:
                 d_line = np.geomspace(pts["d"].min(), pts["d"].max(), 50)
                 ax.plot(d_line, _laws.predict(law, None, d_line), "-", lw=1, color=line.get_color())
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_title(METHOD_LABELS.get(method, method), fontsize=9)
         ax.set_xlabel("finetuning examples D_f")
         ax.set_ylabel("test loss (nats)")
