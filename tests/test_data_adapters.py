@@ -107,7 +107,7 @@ def test_registry_errors() -> None:
         "multi30k-<src>-<tgt>",
     ):
         assert name in message
-    assert len(task_names()) == 7
+    assert len(task_names()) == 8
     with pytest.raises(UserError, match="unknown task 'multi30k-en-xx'"):
         load_task("multi30k-en-xx")
     with pytest.raises(
