@@ -288,6 +288,8 @@ class _ProgressView:
     def __exit__(self, *exc: object) -> None:
         set_progress_hook(None)
         if self.progress is not None:
+            # the current-job line means nothing once the study stops: leave only the study's bar on screen
+            self.progress.update(self.job_task, visible=False)
             self.progress.__exit__(*exc)
 
     def start(self, already_done: int) -> None:
