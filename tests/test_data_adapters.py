@@ -19,7 +19,9 @@ from ftscale.data.adapters import (
     split_sentences,
     task_names,
     tatoeba_task,
+    wmt_task,
 )
+from ftscale.data.sources import load_hf_dataset
 from ftscale.data.subsets import subset
 from ftscale.data.tokenizer import train_tokenizer
 from ftscale.errors import DataError, UserError
@@ -324,6 +326,12 @@ def test_wmt_task_from_a_local_hf_copy(tmp_path):
     assert len(data.train) == 10 and len(data.test) == 30
     assert data.train[3].source == "Sentence 3." and data.train[3].target == "Satz 3."
     assert data.task.kind == "translation" and data.task.languages == ("en", "de")
+    assert data.reports[0].n_rows == 10  # only the requested training rows are read
+    with pytest.raises(UserError, match="no WMT set for de->en"):
+        wmt_task(src="de", tgt="en", dataset=str(tmp_path / "wmt14"))
+    (tmp_path / "bad.jsonl").write_text('{"translation": \n')
+    with pytest.raises(DataError, match=r"bad\.jsonl: cannot read as json"):
+        load_hf_dataset(tmp_path / "bad.jsonl", "train", "a", "b", "en", "de")
 
 
 def test_wmt_task_offline_is_a_clear_error(monkeypatch):

@@ -77,6 +77,11 @@ def test_stratify_by_meta_and_grid_helpers() -> None:
     grid = subsets(POOL, sizes=[8, 16], nested=True)
     assert sorted(grid) == [(8, 0), (8, 1), (8, 2), (16, 0), (16, 1), (16, 2)]
     assert ids(grid[(16, 1)][:8]) == ids(grid[(8, 1)])
+    assert ids(grid[(16, 2)]) == ids(subset(POOL, 16, seed=2, nested=True))
+    independent = subsets(POOL, sizes=[8, 16], seeds=[1])
+    assert ids(independent[(16, 1)]) == ids(subset(POOL, 16, seed=1))
+    with pytest.raises(DataError, match="subset of 401 examples requested"):
+        subsets(POOL, sizes=[8, 401], nested=True)
     assert sorted(selection_order(POOL, seed=5)) == list(range(len(POOL)))
     assert subset_fingerprint(grid[(8, 0)]) == subset_fingerprint(list(grid[(8, 0)]))
     assert subset_fingerprint(grid[(8, 0)]) != subset_fingerprint(grid[(8, 1)])

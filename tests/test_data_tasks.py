@@ -64,6 +64,9 @@ def test_custom_template_and_separator() -> None:
         Task("t", "translation", ("en", "de"), template="no source here")
     with pytest.raises(UserError, match="unknown placeholder"):
         Task("t", "translation", ("en", "de"), template="{source} {language}")
+    for bad in ("{src_name.nope} {source}", "{src_name[x]} {source}", "{{source}}"):
+        with pytest.raises(UserError, match="unknown placeholder"):
+            Task("t", "translation", ("en", "de"), template=bad)
     with pytest.raises(UserError, match="kind must be"):
         Task("t", "classification", ("en",))  # type: ignore[arg-type]
 

@@ -83,6 +83,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert tokenizer_hash(loaded) == tokenizer_hash(tok)
     with pytest.raises(DataError, match=r"no tokenizer\.json"):
         load_tokenizer(tmp_path / "missing")
+    (tmp_path / "tok" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(DataError, match="cannot load the tokenizer"):
+        load_tokenizer(tmp_path / "tok")
 
 
 def test_errors() -> None:

@@ -103,6 +103,20 @@ def test_fixed_params_accept_natural_and_raw_names():
         MultiplicativeLaw(fixed={"gamma": 1.0})
     with pytest.raises(FitError, match="must be > 0"):
         MultiplicativeLaw(fixed={"E": -1.0})
+    with pytest.raises(FitError, match="must be a number"):
+        MultiplicativeLaw(fixed={"beta": "x"})
+
+
+def test_user_bounds_natural_and_raw_and_invalid():
+    lo, hi = MultiplicativeLaw(bounds={"E": (1.0, np.e), "alpha": (0.0, None)}).raw_bounds()
+    np.testing.assert_allclose([lo[3], hi[3]], [0.0, 1.0])
+    assert lo[1] == 0.0 and hi[1] == np.inf
+    with pytest.raises(FitError, match="low <= high"):
+        MultiplicativeLaw(bounds={"alpha": (1.0, 0.0)}).raw_bounds()
+    with pytest.raises(FitError, match="upper bound must be > 0"):
+        MultiplicativeLaw(bounds={"E": (None, 0.0)}).raw_bounds()
+    with pytest.raises(FitError, match="pair of numbers"):
+        MultiplicativeLaw(bounds={"beta": ("a", 1.0)}).raw_bounds()
 
 
 def test_hoffmann_grid_sizes():

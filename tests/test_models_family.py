@@ -15,6 +15,7 @@ from ftscale.models.family import (
     gated_intermediate_size,
     load_base_model,
     parameter_counts,
+    spec_from_json,
 )
 
 
@@ -97,3 +98,14 @@ def test_missing_hub_model_is_a_one_line_user_error(monkeypatch):
         load_base_model("no-such-org/no-such-model")
     with pytest.raises(UserError, match="does not exist"):
         load_base_model("./no/such/dir")
+
+
+def test_spec_from_json_round_trips_and_bad_files_are_user_errors(tmp_path):
+    spec = family("demo")["t1"]
+    good = tmp_path / "spec.json"
+    good.write_text(spec.model_dump_json())
+    assert spec_from_json(good) == spec
+    (tmp_path / "bad.json").write_text('{"name": "x"}')
+    for path in (tmp_path / "missing.json", tmp_path / "bad.json"):
+        with pytest.raises(UserError, match="cannot read a model spec"):
+            spec_from_json(path)

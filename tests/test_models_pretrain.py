@@ -149,6 +149,9 @@ def test_resume_refuses_a_different_config(tokenizer, tmp_path):
                  on_step=lambda i: (_ for _ in ()).throw(KeyboardInterrupt) if i.step == 3 else None)  # fmt: skip
     with pytest.raises(UserError, match="different config"):
         pretrain(config(lr=5e-3), tokenizer, texts, tmp_path, progress=False)
+    (tmp_path / "resume.pt").write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match=r"cannot read .*resume\.pt"):
+        pretrain(config(), tokenizer, texts, tmp_path, progress=False)
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tokenizer, tmp_path):
@@ -208,6 +211,8 @@ def test_token_array_input_and_too_little_data(tokenizer, tmp_path):
     assert [c.budget_tokens for c in result.checkpoints] == [256]
     with pytest.raises(DataError, match="give more text"):
         pretrain(config(), tokenizer, make_texts(3), tmp_path / "short", progress=False)
+    with pytest.raises(DataError, match="vocab_size"):
+        pretrain(config(), tokenizer, ids + 10**6, tmp_path / "oov", progress=False)
     repeated = pretrain(
         config(allow_repeat=True), tokenizer, make_texts(20), tmp_path / "rep", progress=False
     )

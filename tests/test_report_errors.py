@@ -76,3 +76,44 @@ def test_load_csv_and_parquet(tmp_path):
     assert len(loaded) == 20 and loaded.attrs["source"].endswith("results.parquet")
     table.to_csv(tmp_path / "r.csv", index=False)
     assert isinstance(load_results(tmp_path / "r.csv"), pd.DataFrame)
+
+
+def test_bad_options_fail_before_the_analysis(tmp_path):
+    from ftscale.errors import UserError
+    from ftscale.report.cli import advise, report
+
+    missing = tmp_path / "no-study"  # analysing it would fail differently: the option check comes first
+    with pytest.raises(UserError, match="--examples"):
+        advise(missing, examples=0, model=None, candidates=None, task=None, bootstrap=0, seed=0)
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    with pytest.raises(UserError, match=r"--out .* not a directory"):
+        report(
+            missing,
+            out=taken,
+            bootstrap=0,
+            seed=0,
+            x=None,
+            d=None,
+            y=None,
+            method=None,
+            factor=None,
+            max_models=None,
+        )
+
+
+def test_fit_only_unreadable_csv_and_max_models(tmp_path):
+    from ftscale.report._fitonly import analyse_points, load_points
+
+    empty, broken = tmp_path / "empty.csv", tmp_path / "broken.csv"
+    empty.write_text("")
+    broken.write_text('a,b\n1,2\n"x\n')
+    for path in (empty, broken):
+        with pytest.raises(DataError, match="cannot read"):
+            load_points(path, x="a")
+    good = tmp_path / "good.csv"
+    good.write_text("name,size,100,200\nm1,1,2.0,1.5\nm2,2,1.8,1.2\n")
+    points = load_points(good, x="size")
+    assert sorted(points["model"].unique()) == ["m1", "m2"]  # the text column names the models
+    with pytest.raises(DataError, match="--max-models"):
+        analyse_points(points, max_models=0)

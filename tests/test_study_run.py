@@ -188,6 +188,25 @@ def test_status_of_a_missing_study_is_one_line(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "nothing").exists()
 
 
+def test_export_to_an_unusable_path_is_a_user_error(tmp_path: Path) -> None:
+    from ftscale.study.results import export_results
+
+    run_study(spec(), tmp_path / "s", fake_job, progress=False)
+    (tmp_path / "file").write_text("x")
+    with Store.open(tmp_path / "s") as store:
+        with pytest.raises(UserError, match="is a directory"):
+            store.export(tmp_path / "s", "csv")
+        with pytest.raises(UserError, match="cannot write"):
+            store.export(tmp_path / "file" / "out.csv", "csv")
+        with pytest.raises(UserError, match="choose csv or parquet"):
+            store.export(tmp_path / "out.xls", "xls")
+    with pytest.raises(UserError, match="cannot write"):
+        export_results(tmp_path / "s", tmp_path / "file" / "out.csv", "csv")
+    with pytest.raises(UserError, match="not a study directory"):
+        export_results(tmp_path / "missing", tmp_path / "out.csv", "csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "s"]
+
+
 def test_process_pool_survives_a_dead_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", f"{REPO_ROOT / 'src'}:{REPO_ROOT / 'tests'}")
     monkeypatch.setenv("FAKE_MARKER_DIR", str(tmp_path))

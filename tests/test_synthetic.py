@@ -280,6 +280,15 @@ def test_impossible_requests_raise_value_error():
         SyntheticConfig(n_lemmas=5)
     with pytest.raises(UserError, match="doc_sentences"):
         SyntheticConfig(doc_sentences=(5, 2))
+    # Wrongly typed values (e.g. strings from a study file) are config errors, not TypeErrors.
+    with pytest.raises(UserError, match=r"n_lemmas.*integer"):
+        SyntheticConfig(n_lemmas="600")
+    with pytest.raises(UserError, match=r"noise.*number"):
+        SyntheticConfig(noise="0.1")
+    with pytest.raises(UserError, match="doc_sentences"):
+        SyntheticConfig(doc_sentences=5)
+    with pytest.raises(UserError, match="doc_sentences"):
+        SyntheticConfig(doc_sentences=("3", "8"))
 
 
 def _reference_speed_factor() -> float:

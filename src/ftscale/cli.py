@@ -64,10 +64,6 @@ def main() -> None:
         raise
 
 
-if __name__ == "__main__":
-    main()
-
-
 # ----- ftscale fit ------------------------------------------------------------------------------------------
 
 
@@ -75,9 +71,7 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     if value is None:
         return "–"
     try:
-        import math
-
-        return "NaN" if math.isnan(value) else format(value, spec)
+        return format(value, spec)  # NaN formats as "nan"
     except (TypeError, ValueError):
         return str(value)
 
@@ -339,6 +333,8 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool) -> None:
 
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
+    if bootstrap < 0:
+        raise UserError(f"--bootstrap {bootstrap}: must be >= 0 (0: no confidence intervals)")
     start = time.perf_counter()
     spec = load_spec("tiny")
     study_dir = Path(out)
@@ -491,3 +487,7 @@ def _points_demo(out: str | None, seed: int, noise: float) -> None:
         f"[dim]Synthetic-points demo finished in {time.perf_counter() - start:.1f} s. The full demo "
         "(`ftscale demo`) pretrains a tiny model family and finetunes it with FMT / prompt / LoRA.[/]"
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -584,14 +584,17 @@ def wmt_task(
     """WMT translation (the paper's WMT14 En-De / WMT19 En-Zh) through Hugging Face ``datasets``: a hub id, or
     ``dataset`` = a local copy (``save_to_disk`` folder or data file) for machines without network. ``n_train``
     keeps the first N training pairs (the full sets hold millions)."""
-    hub_id, config, dev_split, test_split = WMT_SETS[f"wmt{'14' if tgt == 'de' else '19'}-{src}-{tgt}"]
+    set_name = f"wmt{'14' if tgt == 'de' else '19'}-{src}-{tgt}"
+    if set_name not in WMT_SETS:
+        raise UserError(f"wmt: no WMT set for {src}->{tgt}; available: {sorted(WMT_SETS)}")
+    hub_id, config, dev_split, test_split = WMT_SETS[set_name]
     source = dataset or hub_id
     fields = {"source_field": f"translation.{src}", "target_field": f"translation.{tgt}"}
-    train, r1 = load_hf_dataset(source, "train", src_lang=src, tgt_lang=tgt, config_name=config, **fields)
+    train, r1 = load_hf_dataset(
+        source, "train", src_lang=src, tgt_lang=tgt, config_name=config, max_rows=n_train, **fields
+    )
     dev, r2 = load_hf_dataset(source, dev_split, src_lang=src, tgt_lang=tgt, config_name=config, **fields)
     test, r3 = load_hf_dataset(source, test_split, src_lang=src, tgt_lang=tgt, config_name=config, **fields)
-    if n_train is not None:
-        train = train[:n_train]
     return TaskData(
         task=Task(f"wmt-{src}-{tgt}", "translation", (src, tgt), template, separator),
         train=train,

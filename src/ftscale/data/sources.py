@@ -374,6 +374,11 @@ def _hub_unreachable(exc: BaseException) -> bool:
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def load_hf_dataset(
     name_or_path: str | Path,
     split: str,
@@ -385,11 +390,13 @@ def load_hf_dataset(
     config_name: str | None = None,
     id_field: str | None = None,
     empty: EmptyPolicy = "error",
+    max_rows: int | None = None,
 ) -> tuple[list[Example], LoadReport]:
     """Examples from a Hugging Face dataset: a directory written by ``save_to_disk``, a local data file
     (.json/.jsonl/.csv/.parquet), or a hub id (needs network; offline this raises a UserError saying so).
 
     ``source_field`` / ``target_field`` may be dotted to reach into nested columns, e.g. ``translation.en``.
+    ``max_rows`` reads only the first N rows of the split (the full WMT sets hold millions).
     """
     import datasets
 
@@ -398,7 +405,12 @@ def load_hf_dataset(
     local = Path(name_or_path)
     label = str(name_or_path)
     if local.is_dir() and ((local / "dataset_info.json").exists() or (local / "dataset_dict.json").exists()):
-        loaded = datasets.load_from_disk(str(local))
+        try:
+            loaded = datasets.load_from_disk(str(local))
+        except Exception as exc:
+            raise DataError(
+                f"{local}: cannot load the saved dataset ({_first_line(exc)}); re-save it"
+            ) from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise DataError(f"{local}: no split {split!r}; available: {sorted(loaded)}")
@@ -407,7 +419,10 @@ def load_hf_dataset(
         builder = _DATA_FILE_BUILDERS.get(local.suffix if local.suffix != ".gz" else Path(local.stem).suffix)
         if builder is None:
             raise DataError(f"{local}: cannot tell the format; use one of {sorted(_DATA_FILE_BUILDERS)}")
-        loaded = datasets.load_dataset(builder, data_files={split: str(local)}, split=split)
+        try:
+            loaded = datasets.load_dataset(builder, data_files={split: str(local)}, split=split)
+        except Exception as exc:
+            raise DataError(f"{local}: cannot read as {builder} ({_first_line(exc)}); fix the file") from None
     elif local.exists() or str(name_or_path).startswith((".", "/", "~")):
         raise DataError(f"{local}: not a saved dataset directory or data file; check the path")
     else:
@@ -422,8 +437,10 @@ def load_hf_dataset(
             if type(exc).__name__ in {"DatasetNotFoundError", "FileNotFoundError"}:
                 raise DataError(f"{label}: no such dataset on the Hugging Face hub; check the id") from None
             if isinstance(exc, ValueError):
-                raise DataError(f"{label}: {str(exc).splitlines()[0]}") from None
+                raise DataError(f"{label}: {_first_line(exc)}") from None
             raise
+    if max_rows is not None and max_rows < len(loaded):
+        loaded = loaded.select(range(max(max_rows, 0)))
 
     def pick(row: dict[str, Any], dotted: str, index: int) -> Any:
         value: Any = row

@@ -64,7 +64,12 @@ def subset(
     are contained in larger ones (and are returned as their prefixes). ``nested=False``: each (size, seed) is an
     independent draw. Either way, strata keep their pool ratios up to rounding.
     """
-    pool_size = len(examples)
+    order = selection_order(examples, _order_seed(seed, n_examples, nested, len(examples)), stratify_by)
+    return [examples[i] for i in order[:n_examples]]
+
+
+def _order_seed(seed: int, n_examples: int, nested: bool, pool_size: int) -> int:
+    """Check the size; independent draws mix the size into the seed, nested draws share one order per seed."""
     if n_examples < 1:
         raise DataError(f"subset size must be >= 1, got {n_examples}")
     if n_examples > pool_size:
@@ -72,12 +77,7 @@ def subset(
             f"subset of {n_examples} examples requested but the training pool has only {pool_size}; "
             f"use a size <= {pool_size}"
         )
-    # Independent draws mix the size into the seed; nested draws share one order per seed.
-    order_seed = (
-        seed if nested else int.from_bytes(hashlib.sha256(f"{seed}:{n_examples}".encode()).digest()[:8])
-    )
-    order = selection_order(examples, order_seed, stratify_by)
-    return [examples[i] for i in order[:n_examples]]
+    return seed if nested else int.from_bytes(hashlib.sha256(f"{seed}:{n_examples}".encode()).digest()[:8])
 
 
 def subsets(
@@ -87,12 +87,20 @@ def subsets(
     nested: bool = False,
     stratify_by: str | None = "tgt_lang",
 ) -> dict[tuple[int, int], list[Example]]:
-    """All (size, seed) subsets of a study's grid."""
-    return {
-        (size, seed): subset(examples, size, seed, nested=nested, stratify_by=stratify_by)
-        for size in sizes
-        for seed in seeds
-    }
+    """All (size, seed) subsets of a study's grid; nested subsets of one seed share a single order."""
+    seeds = list(seeds)
+    orders: dict[int, np.ndarray] = {}
+    result: dict[tuple[int, int], list[Example]] = {}
+    for size in sizes:
+        for seed in seeds:
+            order_seed = _order_seed(seed, size, nested, len(examples))
+            order = orders.get(order_seed)
+            if order is None:
+                order = selection_order(examples, order_seed, stratify_by)
+                if nested:  # independent draws never share an order: keep nothing
+                    orders[order_seed] = order
+            result[(size, seed)] = [examples[i] for i in order[:size]]
+    return result
 
 
 def subset_fingerprint(examples: Iterable[Example]) -> str:

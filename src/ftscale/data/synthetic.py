@@ -94,6 +94,15 @@ class SyntheticConfig:
         def bad(field: str, why: str) -> SyntheticConfigError:
             return SyntheticConfigError(f"SyntheticConfig.{field}: {why}")
 
+        # Values from a study file may be strings; say so instead of failing in a comparison below.
+        for field in ("n_lemmas", "max_clause_depth", "max_sentence_tokens", "min_sentence_tokens"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(field, f"{value!r} must be an integer")
+        for field in ("noise", "parallel_share", "dev_share", "test_share"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad(field, f"{value!r} must be a number")
         if not 40 <= self.n_lemmas <= 200_000:
             raise bad(
                 "n_lemmas", f"{self.n_lemmas} is outside 40..200000; use a few hundred to a few thousand"
@@ -104,8 +113,9 @@ class SyntheticConfig:
             raise bad("noise", f"{self.noise} must be in [0, 1); 0.02-0.1 is a realistic typo rate")
         if not 0.0 <= self.parallel_share <= 1.0:
             raise bad("parallel_share", f"{self.parallel_share} must be in [0, 1]")
-        lo_hi = tuple(self.doc_sentences)
-        if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1] <= 50:
+        lo_hi = tuple(self.doc_sentences) if isinstance(self.doc_sentences, list | tuple) else ()
+        numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in lo_hi)
+        if len(lo_hi) != 2 or not numbers or not 1 <= lo_hi[0] <= lo_hi[1] <= 50:
             raise bad("doc_sentences", f"{self.doc_sentences} must be (min, max) with 1 <= min <= max <= 50")
         object.__setattr__(self, "doc_sentences", (int(lo_hi[0]), int(lo_hi[1])))
         if self.dev_share <= 0 or self.test_share <= 0 or self.dev_share + self.test_share >= 0.5:

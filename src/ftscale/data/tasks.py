@@ -105,8 +105,10 @@ class Task:
                 f"task {self.name!r}: template must contain {{source}} exactly once: {self.template!r}"
             )
         try:
-            self.template.format(**dict.fromkeys(_TEMPLATE_FIELDS, "x"))
-        except (KeyError, IndexError, ValueError) as exc:
+            # Head and tail are rendered separately (see prompt_parts), so check them the same way.
+            for part in self.template.split("{source}"):
+                part.format(**dict.fromkeys(_TEMPLATE_FIELDS, "x"))
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise UserError(
                 f"task {self.name!r}: template {self.template!r} has an unknown placeholder ({exc}); "
                 f"allowed: {sorted(_TEMPLATE_FIELDS)}"

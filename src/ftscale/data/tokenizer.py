@@ -104,7 +104,12 @@ def load_tokenizer(path: Path | str) -> PreTrainedTokenizerFast:
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise DataError(f"{path}: no tokenizer.json; point to a directory written by save_pretrained")
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    except Exception as exc:  # a damaged tokenizer.json surfaces as various library errors
+        raise DataError(
+            f"{path}: cannot load the tokenizer ({exc}); retrain it or restore the folder"
+        ) from None
     _check_special_ids(tokenizer, str(path))
     return tokenizer
 

@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ftscale.data.types import EncodedExample
 from ftscale.errors import UserError
-from ftscale.finetune._batches import bucketed_batches, target_nll_sum
+from ftscale.finetune._batches import Batch, bucketed_batches, target_nll_sum
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -46,13 +46,19 @@ def target_loss(
     """
     if not examples:
         raise UserError("target_loss got no examples; the evaluation split is empty")
+    return batches_loss(model, bucketed_batches(examples, batch_size))
+
+
+@torch.inference_mode()
+def batches_loss(model: torch.nn.Module, batches: Sequence[Batch]) -> LossResult:
+    """``target_loss`` over already collated batches (a training loop collates its dev set once)."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     autocast = device.type == "cuda"
     total = torch.zeros((), dtype=torch.float64, device=device)
     n_tokens = 0
-    for batch in bucketed_batches(examples, batch_size):
+    for batch in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             total += target_nll_sum(model, batch.to(device))
         n_tokens += batch.n_target_tokens

@@ -20,7 +20,7 @@ from transformers import get_cosine_schedule_with_warmup
 from ftscale.data.types import EncodedExample
 from ftscale.errors import DataError
 from ftscale.finetune._batches import bucketed_batches, target_nll_sum
-from ftscale.finetune.evaluate import target_loss
+from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig
 
 
@@ -137,8 +137,10 @@ def finetune(
         optimizer, min(config.warmup_steps, total_steps - 1), total_steps
     )
 
+    # The dev batches do not change between evaluations: collate them once.
+    dev_batches = bucketed_batches(dev, config.eval_batch_size)
     # Step 0 is a candidate too: if finetuning never beats the starting weights, those are kept.
-    best_dev_loss = target_loss(model, dev, config.eval_batch_size).loss
+    best_dev_loss = batches_loss(model, dev_batches).loss
     best_step, best_state = 0, _trainable_state(model)
     history: list[tuple[int, float | None, float]] = [(0, None, best_dev_loss)]
     evals_without_improvement = 0
@@ -186,7 +188,7 @@ def finetune(
             loss_sum += detached
             loss_count += 1
             diverged_now = ~torch.isfinite(detached) & (first_bad_step < 0)
-            first_bad_step = torch.where(diverged_now, torch.full_like(first_bad_step, step), first_bad_step)
+            first_bad_step = torch.where(diverged_now, step, first_bad_step)
             train_tokens += batch.n_tokens
             bar.update(task, advance=1)
 
@@ -199,7 +201,7 @@ def finetune(
             train_loss = (loss_sum / loss_count).item()
             loss_sum.zero_()
             loss_count.zero_()
-            dev_loss = target_loss(model, dev, config.eval_batch_size).loss
+            dev_loss = batches_loss(model, dev_batches).loss
             history.append((step, train_loss, dev_loss))
             if not math.isfinite(dev_loss):
                 status = f"failed: diverged at step {step}"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ftscale.errors import DataError, FitError
+from ftscale.laws.forms import FitWarning
 
 # Relative tolerance for matching held-out values given on the command line (16e9) to stored floats.
 _VALUE_RTOL = 1e-9
@@ -158,12 +159,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _fit_warning_type() -> type[Warning]:
-    from ftscale.laws import forms
-
-    return getattr(forms, "FitWarning", UserWarning)
-
-
 def law_name(law: Any) -> str:
     """Short name of a law's form, e.g. ``MultiplicativeLaw`` → ``multiplicative``."""
     name = type(law).__name__
@@ -213,7 +208,7 @@ def evaluate_fit(
     X_fit, y_fit = points_matrix(fit_df, x, d), fit_df[y].to_numpy(dtype=float)
     with warnings.catch_warnings():
         # The fitter also records its warnings in ``warnings_``; the report carries them, so keep stderr clean.
-        warnings.simplefilter("ignore", _fit_warning_type())
+        warnings.simplefilter("ignore", FitWarning)
         estimator.fit(X_fit, y_fit)
     fit_err = fit_errors(estimator, X_fit, y_fit)
     held_err = fit_errors(estimator, points_matrix(held_df, x, d), held_df[y].to_numpy(dtype=float))
@@ -224,7 +219,7 @@ def evaluate_fit(
         if bootstrap_fn is None:
             from ftscale.laws.fitting import bootstrap as bootstrap_fn
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", _fit_warning_type())
+            warnings.simplefilter("ignore", FitWarning)
             result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed)
         ci = result.ci(level=level)
 

@@ -136,7 +136,10 @@ class ScalingLaw:
         resolved: dict[int, float] = {}
         for name, value in fixed.items():
             raw_name = self._raw_name(name)
-            value = float(value)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise FitError(f"fixed {name} must be a number, got {value!r}") from None
             if name in LOG_PARAMS:  # natural positive constant: store its log
                 if not value > 0:
                     raise FitError(f"fixed {name} must be > 0 (it is exp of {raw_name}), got {value}")
@@ -216,15 +219,26 @@ class ScalingLaw:
     def raw_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper box of the FREE raw parameters (user ``bounds`` may use natural or raw names)."""
         box = {name: _DEFAULT_BOUNDS[name] for name in self.raw_param_names}
-        for name, (low, high) in (self.bounds or {}).items():
+        for name, pair in (self.bounds or {}).items():
             raw_name = self._raw_name(name)
+            try:
+                low, high = (None if v is None else float(v) for v in pair)
+            except (TypeError, ValueError):
+                raise FitError(
+                    f"bounds[{name!r}] must be a (low, high) pair of numbers or None, got {pair!r}"
+                ) from None
             if name in LOG_PARAMS:
-                low = np.log(low) if low is not None and low > 0 else -np.inf
-                high = np.log(high) if high is not None else np.inf
-            box[raw_name] = (
-                -np.inf if low is None else float(low),
-                np.inf if high is None else float(high),
-            )
+                if high is not None and not high > 0:
+                    raise FitError(
+                        f"bounds[{name!r}]: upper bound must be > 0 (it is exp of {raw_name}), got {high:g}"
+                    )
+                low = np.log(low) if low is not None and low > 0 else None
+                high = None if high is None else np.log(high)
+            low = -np.inf if low is None else low
+            high = np.inf if high is None else high
+            if np.isnan(low) or np.isnan(high) or low > high:
+                raise FitError(f"bounds[{name!r}] must satisfy low <= high, got {pair!r}")
+            box[raw_name] = (float(low), float(high))
         names = self.free_param_names
         return np.array([box[n][0] for n in names]), np.array([box[n][1] for n in names])
 

@@ -16,18 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ftscale.errors import DataError, FitError
+from ftscale.laws.forms import LAW_FORMS
 
 JOINT_LAWS = ("multiplicative", "additive")
 SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
 LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
-
-_LAW_CLASS_NAMES = {
-    "multiplicative": "MultiplicativeLaw",
-    "additive": "AdditiveLaw",
-    "power": "PowerLaw",
-    "rectified": "RectifiedLaw",
-    "vanilla": "VanillaLaw",
-}
 
 # Column names of the long table made from a Lin et al. (2024) wide CSV.
 LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
@@ -36,11 +29,9 @@ LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
 def law_class(name: str) -> type:
     """The law class for a form name (``multiplicative``, ``additive``, ``power``, ``rectified``, ``vanilla``)."""
     key = name.strip().lower()
-    if key not in _LAW_CLASS_NAMES:
+    if key not in LAW_FORMS:
         raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")
-    from ftscale.laws import forms
-
-    return getattr(forms, _LAW_CLASS_NAMES[key])
+    return LAW_FORMS[key]
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

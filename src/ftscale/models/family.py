@@ -247,4 +247,9 @@ def _first_line(exc: BaseException) -> str:
 
 def spec_from_json(path: str | Path) -> ModelSpec:
     """Read a ``ModelSpec`` stored as JSON (e.g. the ``config.model`` of a checkpoint's metadata)."""
-    return ModelSpec.model_validate(json.loads(Path(path).read_text()))
+    try:
+        return ModelSpec.model_validate(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as exc:  # missing file, bad JSON, invalid fields (ValidationError)
+        raise UserError(
+            f"cannot read a model spec from '{path}': {_first_line(exc)}; fix or replace the file"
+        ) from exc

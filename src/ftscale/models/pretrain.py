@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -172,9 +173,15 @@ def pack_sequences(token_ids: np.ndarray, seq_len: int) -> torch.Tensor:
     )
 
 
-def _as_token_array(tokenizer, texts, max_tokens: int | None) -> np.ndarray:
+def _as_token_array(tokenizer, texts, max_tokens: int | None, vocab_size: int) -> np.ndarray:
     if isinstance(texts, np.ndarray | torch.Tensor):
-        return np.asarray(texts, dtype=np.int32).reshape(-1)
+        ids = np.asarray(texts, dtype=np.int32).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise DataError(
+                f"the token-id array holds ids in [{ids.min()}, {ids.max()}] but model.vocab_size={vocab_size}; "
+                "tokenize with the run's tokenizer or raise vocab_size"
+            )
+        return ids
     return tokenize_documents(tokenizer, texts, max_tokens)
 
 
@@ -353,7 +360,7 @@ def pretrain(
     # -- data: documents → EOS-joined token stream → packed rows → seeded order of micro-batches
     rows_needed = steps_of_data * config.grad_accum_steps * config.batch_size
     limit = None if config.allow_repeat else rows_needed * config.seq_len + 1
-    train_ids = _as_token_array(tokenizer, texts, limit)
+    train_ids = _as_token_array(tokenizer, texts, limit, spec.vocab_size)
     rows = pack_sequences(train_ids, config.seq_len)
     if len(rows) == 0 or (len(rows) < rows_needed and not config.allow_repeat):
         raise DataError(
@@ -366,7 +373,9 @@ def pretrain(
     val_rows = None
     if val_texts is not None:
         val_rows = pack_sequences(
-            _as_token_array(tokenizer, val_texts, (config.eval_sequences + 1) * config.seq_len),
+            _as_token_array(
+                tokenizer, val_texts, (config.eval_sequences + 1) * config.seq_len, spec.vocab_size
+            ),
             config.seq_len,
         )[: config.eval_sequences]
         if len(val_rows) == 0:
@@ -390,7 +399,12 @@ def pretrain(
     start_step, history = 0, []
     torch.manual_seed(config.seed)
     if resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise UserError(
+                f"cannot read {resume_path} ({exc}); delete it to restart the run from step 0"
+            ) from exc
         if state["config"] != _comparable(config) or state["data_sha256"] != data_sha:
             raise UserError(
                 f"{out_dir} holds a run with a different config or data; use a new out_dir or delete {resume_path}"
@@ -453,7 +467,7 @@ def pretrain(
 
             if at_budget:
                 # a step can turn weights non-finite while its loss was still finite; never save those
-                if not all(torch.isfinite(p).all() for p in model.parameters()):
+                if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
                     raise _diverged(done, "non-finite weights", last_good, config)
                 budget = budget_at_step[done]
                 meta = {**base_meta, "budget_tokens": budget, "tokens_seen": done * config.tokens_per_step,

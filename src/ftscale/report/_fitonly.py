@@ -31,7 +31,10 @@ def load_points(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"fit-only input {path} not found")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the table as CSV ({exc})") from None
     if frame.empty:
         raise DataError(f"{path}: the table is empty")
     needed = [c for c in (x, d, y, factor, label) if c]
@@ -40,7 +43,9 @@ def load_points(
         raise DataError(
             f"{path}: column(s) {', '.join(missing)} not found; columns are {', '.join(frame.columns)}"
         )
-    label = label or next((c for c in frame.columns if c not in needed and frame[c].dtype == object), None)
+    label = label or next(
+        (c for c in frame.columns if c not in needed and pd.api.types.is_string_dtype(frame[c])), None
+    )
     if d is None:
         sizes = [c for c in frame.columns if _is_number(c)]
         if not sizes:
@@ -93,6 +98,8 @@ def analyse_points(
     """Per group: multiplicative vs additive joint law over (x, d); per model: single laws; model-pair crossings."""
     from ftscale.laws.evaluation import split_points
 
+    if max_models is not None and max_models < 1:
+        raise DataError(f"--max-models must be at least 1, got {max_models}")
     joint_rows, single_rows, cross_rows, notes = [], [], [], []
     for group, sub in points.groupby("group", sort=True):
         cells = sub.groupby(["x", "d"], as_index=False)["loss"].mean()

@@ -93,6 +93,12 @@ def _ci(laws: list, x: float, d: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def check_examples(examples: int) -> None:
+    """Raise a ``UserError`` unless ``examples`` is a positive data budget."""
+    if examples <= 0:
+        raise UserError(f"--examples must be a positive number of finetuning examples, got {examples}")
+
+
 def advise(
     analysis: Analysis,
     examples: int,
@@ -101,8 +107,7 @@ def advise(
     task: str | None = None,
 ) -> Advice:
     """The method (and base size among ``candidates``) with the lowest predicted loss at ``examples``."""
-    if examples <= 0:
-        raise UserError(f"--examples must be a positive number of finetuning examples, got {examples}")
+    check_examples(examples)
     tasks = analysis.tasks
     if task is None:
         if len(tasks) != 1:

@@ -74,7 +74,9 @@ def report(
     if _fit_only_requested(x, y, d):
         _fit_only(study, x, y, d, factor, max_models)
         return
-    from ftscale.report.html import write_report
+    from ftscale.report.html import check_out_dir, write_report
+
+    check_out_dir(out)  # before the analysis, which can take minutes
 
     analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     path = write_report(analysis, out)
@@ -95,7 +97,9 @@ def advise(
 ) -> None:
     """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI."""
     from ftscale.report.advise import advise as make_advice
+    from ftscale.report.advise import check_examples
 
+    check_examples(examples)  # before the analysis, which can take minutes
     analysis = analyse(
         load_results(study), n_bootstrap=bootstrap, seed=seed, compare_additive=False, single_factor=False
     )

@@ -180,11 +180,16 @@ def render_markdown(sections: list[Section], title: str) -> str:
     return "\n".join(parts)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Raise a ``UserError`` when ``out_dir`` cannot become the report directory."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} exists and is not a directory; choose another output path")
+
+
 def write_report(analysis: Analysis, out_dir: str | Path, title: str = "ftscale report") -> Path:
     """Write report.html, report.md and analysis.json into ``out_dir`` (replaced atomically); returns it."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a directory; choose another output path")
+    check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -148,6 +148,5 @@ def export_command(
         with Store.open(study_dir) as store:
             path = store.export(out, fmt)
     else:
-        Store.open(study_dir).close()  # a clear error for a directory that is not a study
         path = export_results(study_dir, out, fmt)
     console.print(f"wrote {path}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ftscale.study.store import METRIC_COLUMNS, Store
+from ftscale.study.store import METRIC_COLUMNS, Store, write_table
 
 # Columns of the contract, first in this order; every other metric follows.
 LEADING_COLUMNS = (
@@ -55,9 +55,7 @@ def results_table(study_dir: str | Path) -> pd.DataFrame:
     """One row per finetuning run of the study in ``study_dir`` (every status; the report keeps ``done`` ones)."""
     with Store.open(study_dir) as store:
         frame = store.to_dataframe()
-    if frame.empty:
-        return pd.DataFrame(columns=list(LEADING_COLUMNS))
-    runs = frame[frame["kind"] == "finetune"].copy()
+    runs = frame[frame["kind"] == "finetune"].copy() if not frame.empty else frame
     if runs.empty:
         return pd.DataFrame(columns=list(LEADING_COLUMNS))
     params = runs["params"].map(_json)
@@ -76,10 +74,8 @@ def results_table(study_dir: str | Path) -> pd.DataFrame:
     extra = pd.DataFrame.from_records(
         [{k: v for k, v in m.items() if k.startswith(("zs_", "fs"))} for m in metrics], index=runs.index
     )
-    for column in ("steps_run", "best_step", "train_tokens", "tokens_per_s", "n_test_tokens", "total_params"):
-        values = metrics.map(lambda m, c=column: m.get(c))
-        if column not in runs.columns:
-            runs[column] = pd.to_numeric(values, errors="coerce")
+    for column in ("steps_run", "train_tokens", "tokens_per_s", "n_test_tokens"):  # not promoted by the store
+        runs[column] = pd.to_numeric(metrics.map(lambda m, c=column: m.get(c)), errors="coerce")
     runs = pd.concat([runs, extra], axis=1)
     leading = [c for c in LEADING_COLUMNS if c in runs.columns]
     dropped = {"id", "kind", "label", "params", "metrics", "environment", "non_embedding_params", "factors"}
@@ -90,13 +86,4 @@ def results_table(study_dir: str | Path) -> pd.DataFrame:
 
 def export_results(study_dir: str | Path, out: str | Path, fmt: str) -> Path:
     """Write :func:`results_table` to CSV or Parquet atomically."""
-    out = Path(out)
-    table = results_table(study_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if fmt == "csv":
-        table.to_csv(tmp, index=False)
-    else:
-        table.to_parquet(tmp, index=False)
-    tmp.replace(out)
-    return out
+    return write_table(results_table(study_dir), out, fmt)

@@ -59,7 +59,8 @@ class PretrainSpec(_Strict):
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     warmup_tokens: Annotated[int, Field(ge=0)] = 0
     annealed: bool = False
-    corpus: str | None = None
+    # "task": the task's own monolingual text; "shared": the corpus built from all real data's training splits
+    corpus: Literal["task", "shared"] | None = None
     seed: int = 0
 
 

@@ -12,11 +12,10 @@ import fcntl
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -419,18 +418,31 @@ class Store:
         return frame
 
     def export(self, out: str | Path, fmt: str) -> Path:
-        out = Path(out)
-        if fmt not in ("csv", "parquet"):
-            raise UserError(f"--format {fmt!r}: choose csv or parquet")
-        frame = self.to_dataframe()
+        return write_table(self.to_dataframe(), out, fmt)
+
+
+def write_table(frame: Any, out: str | Path, fmt: str) -> Path:
+    """Write a data frame to ``out`` as CSV or Parquet atomically (a temporary file, then a rename)."""
+    out = Path(out)
+    if fmt not in ("csv", "parquet"):
+        raise UserError(f"--format {fmt!r}: choose csv or parquet")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file path")
+    tmp = out.with_name(out.name + ".tmp")
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        shutil.move(tmp, out)
-        return out
+        tmp.replace(out)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"--out {out}: cannot write ({exc.strerror or exc}); choose a writable path"
+        ) from None
+    return out
 
 
 def _as_float(value: Any) -> float | None:
@@ -452,4 +464,4 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["AXES", "DB_NAME", "METRIC_COLUMNS", "SPEC_NAME", "Job", "Store", "environment"]
+__all__ = ["AXES", "DB_NAME", "METRIC_COLUMNS", "SPEC_NAME", "Job", "Store", "environment", "write_table"]
