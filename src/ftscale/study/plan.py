@@ -212,7 +212,7 @@ class _PlanBuilder:
                     "pet_size": pet,
                     "ft_examples": n,
                     "seed": seed,
-                    "evaluation": spec.evaluation.model_dump(mode="json"),
+                    "evaluation": spec.evaluation.for_seed(seed),
                 }
                 axes = {
                     "model_size": size,

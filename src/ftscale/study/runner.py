@@ -100,15 +100,33 @@ def _interleave(streams: Iterable[Iterable[str]]) -> Iterator[str]:
         iterators = alive
 
 
+def _balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[str]:
+    """Documents from several languages, always taking the next one from the language with the fewest
+    characters emitted so far: an even mix by volume (long Wikipedia articles do not crowd out short
+    sentence documents), until a language runs out and the others go on."""
+    iterators = {lang: iter(docs) for lang, docs in streams.items()}
+    emitted = dict.fromkeys(iterators, 0)
+    while iterators:
+        lang = min(iterators, key=lambda name: (emitted[name], name))
+        doc = next(iterators[lang], None)
+        if doc is None:
+            del iterators[lang]
+            continue
+        emitted[lang] += len(doc)
+        yield doc
+
+
 def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[str]:
     """Monolingual documents for the base family: the task's own pretraining text (both languages mixed), or
-    ``corpus="shared"`` for the multilingual corpus built from the real data's training splits."""
+    ``corpus="shared"`` for the multilingual corpus built from the real data's training splits (the task's
+    languages and English, mixed evenly by characters)."""
     data = task_data(task)
     if corpus == "shared":
         from ftscale.data.adapters import pretraining_corpus
 
         langs = sorted({lang for lang in data.task.languages} | {"en"})
-        return iter(pretraining_corpus(task.get("data_dir"), langs=langs, seed=0).texts())
+        corpus_docs = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0).documents
+        return _balanced(corpus_docs)
     if not data.pretraining_text:
         raise UserError(
             f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"

@@ -159,6 +159,16 @@ class EvaluationSpec(_Strict):
     max_new_tokens: PositiveInt = 64
     zero_shot: list[Annotated[str, Field(pattern=DIRECTION_PATTERN)]] = Field(default_factory=list)
     few_shot: list[PositiveInt] = Field(default_factory=lambda: [1, 5])
+    # Generation, zero-shot and few-shot scoring cost more than training a small model: run them for the first
+    # N seeds of every cell only (null: all seeds). The loss is always computed for every run.
+    generation_seeds: PositiveInt | None = None
+
+    def for_seed(self, seed: int) -> dict[str, Any]:
+        """The evaluation settings of one run (what its job id hashes)."""
+        settings = self.model_dump(mode="json", exclude={"generation_seeds"})
+        if self.generation_seeds is not None and seed >= self.generation_seeds:
+            settings.update(generation=False, zero_shot=[], few_shot=[])
+        return settings
 
 
 class ExecutionSpec(_Strict):
