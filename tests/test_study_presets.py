@@ -1,0 +1,98 @@
+"""The real-data presets (``small*.yaml``) plan the paper's full design, generation is limited to the first seeds,
+and the shared pretraining corpus mixes its languages evenly."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+from ftscale.study.plan import build_plan
+from ftscale.study.runner import _balanced, pretraining_texts
+from ftscale.study.spec import load_spec, parse_spec
+from test_study_spec import BASE
+
+SMALL_PRESETS = ("small", "small-en-zh", "small-sum")
+
+
+@pytest.mark.parametrize("name", SMALL_PRESETS)
+def test_small_presets_cover_the_full_design(name: str) -> None:
+    spec = load_spec(REPO_ROOT / "configs" / f"{name}.yaml")
+    f = spec.factors
+    # the reproduction's minimum: >= 5 sizes, >= 5 checkpoints of both kinds, >= 5 PET sizes, >= 6 D_f, 3 seeds
+    assert len(f.model_size) >= 5
+    assert len(f.pretrain_tokens.budgets) >= 5 and f.pretrain_tokens.checkpoint_kind == "both"
+    assert len(f.prompt_length) >= 5 and len(f.lora_rank) >= 5
+    assert all(len(sizes) >= 6 for sizes in f.ft_sizes.values()) and set(f.ft_sizes) == {
+        "fmt",
+        "prompt",
+        "lora",
+    }
+    assert f.seeds == 3
+    assert spec.family.pretrain.corpus == "shared"
+    plan = build_plan(spec)
+    runs = [job for job in plan.jobs if job.kind == "finetune"]
+    generating = [job for job in runs if job.params["evaluation"]["generation"]]
+    # generation metrics on seed 0 of every cell, the loss on every run
+    assert {job.axes["seed"] for job in generating} == {0}
+    assert len(generating) * f.seeds == len(runs)
+    cells = {
+        (job.axes["method"], job.axes["model_size"], job.axes["pretrain_tokens"], job.axes["checkpoint_kind"])
+        for job in runs
+    }
+    intermediate = {c for c in cells if c[3] == "intermediate"}
+    annealed = {c for c in cells if c[3] == "annealed"}
+    assert len(intermediate) == len(annealed) == 3 * (len(f.pretrain_tokens.budgets) - 1)
+
+
+def test_generation_seeds_limits_generation_and_keeps_other_ids() -> None:
+    plain = build_plan(parse_spec(copy.deepcopy(BASE)))
+    limited_spec = copy.deepcopy(BASE)
+    limited_spec["evaluation"] = {"generation_seeds": 1, "zero_shot": ["fr-de"], "few_shot": [1]}
+    limited = build_plan(parse_spec(limited_spec))
+    assert len(plain.jobs) == len(limited.jobs)
+    for job in limited.jobs:
+        if job.kind != "finetune":
+            continue
+        evaluation = job.params["evaluation"]
+        if job.axes["seed"] == 0:
+            assert (
+                evaluation["generation"]
+                and evaluation["zero_shot"] == ["fr-de"]
+                and evaluation["few_shot"] == [1]
+            )
+        else:
+            assert (
+                not evaluation["generation"]
+                and evaluation["zero_shot"] == []
+                and evaluation["few_shot"] == []
+            )
+        assert "generation_seeds" not in evaluation
+    # a spec without the option plans exactly the ids it planned before the option existed
+    explicit = copy.deepcopy(BASE)
+    explicit["evaluation"] = {"generation_seeds": None}
+    assert [j.id for j in build_plan(parse_spec(explicit)).jobs] == [j.id for j in plain.jobs]
+
+
+def test_balanced_mix_takes_the_language_with_fewest_characters() -> None:
+    docs = {"de": ["a" * 100, "b" * 100], "en": ["x" * 10] * 30}
+    out = list(_balanced(docs))
+    assert sorted(out) == sorted(docs["de"] + docs["en"])
+    # after the first long German document, English catches up before German goes on
+    assert out[0] == "a" * 100 and out[1:11] == ["x" * 10] * 10 and out[11] == "b" * 100
+    emitted = {"de": 0, "en": 0}
+    for doc in out[:21]:
+        emitted["de" if doc[0] in "ab" else "en"] += len(doc)
+    assert abs(emitted["de"] - emitted["en"]) <= 100
+
+
+@pytest.mark.shared_data
+def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) -> None:
+    task = {"name": "multi30k-en-de", "data_dir": str(shared_data), "options": {}}
+    head = list(itertools.islice(pretraining_texts(task, "shared"), 200))
+    german = sum(len(d) for d in head if any(w in d for w in (" der ", " die ", " und ")))
+    total = sum(len(d) for d in head)
+    assert 0.3 < german / total < 0.7
