@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -306,3 +307,20 @@ def test_bootstrap_two_stage_additive_refits_improve_on_the_estimate():
         assert refit[0] <= at_estimate[0] * (1 + 1e-12)
         improved += refit[0] < at_estimate[0] * (1 - 1e-6)
     assert improved >= 6  # resampled data move the optimum
+
+
+def test_bootstrap_prefit_reuses_the_fitted_optimum() -> None:
+    rng = np.random.default_rng(0)
+    X = np.array([[x, d] for x in (1e6, 2e6, 4e6, 8e6) for d in (100, 200, 400, 800, 1600)], float)
+    y = 50 * X[:, 0] ** -0.3 * X[:, 1] ** -0.1 + 1 + rng.normal(0, 0.01, len(X))
+    law = MultiplicativeLaw().fit(X, y)
+    refit = bootstrap(law, X, y, n_resamples=20, seed=1)
+
+    class NoRefit(MultiplicativeLaw):
+        def fit(self, *args, **kwargs):  # the prefit path must not fit the full data again
+            raise AssertionError("full-data fit repeated")
+
+    prefitted = NoRefit()
+    prefitted.__dict__.update(copy.deepcopy(law.__dict__))
+    reused = bootstrap(prefitted, X, y, n_resamples=20, seed=1, prefit=True)
+    np.testing.assert_allclose(reused.samples.to_numpy(), refit.samples.to_numpy(), rtol=1e-6)

@@ -216,11 +216,14 @@ def evaluate_fit(
 
     ci = None
     if bootstrap > 0:
+        options: dict[str, Any] = {}
         if bootstrap_fn is None:
             from ftscale.laws.fitting import bootstrap as bootstrap_fn
+
+            options["prefit"] = True  # the estimator was just fitted on these points: no second full fit
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
-            result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed)
+            result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed, **options)
         ci = result.ci(level=level)
 
     return FitReport(

@@ -9,6 +9,7 @@ optimum is always a scipy-polished one.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import warnings
@@ -665,22 +666,27 @@ def bootstrap(
     seed: int = 0,
     derived: Mapping[str, Callable[[ScalingLaw], float]] | None = None,
     n_jobs: int = 1,
+    prefit: bool = False,
 ) -> BootstrapResult:
     """Bootstrap a law's parameters: resample points with replacement, refit each resample locally.
 
     Each resample is warm-started from the full-data optimum (as Epoch's replication did) rather than re-run
     from the whole grid. A resample whose refit does not converge counts in ``n_failed`` and is left out of
-    ``samples``, whose index keeps the resample numbers (see ``BootstrapResult``).
+    ``samples``, whose index keeps the resample numbers (see ``BootstrapResult``). ``prefit=True`` says the law
+    is already fitted on exactly ``(X, y)``: its optimum is reused instead of fitting the full data again.
     """
     law = (
         law_or_factory()
         if callable(law_or_factory) and not isinstance(law_or_factory, ScalingLaw)
         else law_or_factory
     )
-    law = _fresh_copy(law)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)
-        law.fit(X, y)
+    if prefit and getattr(law, "raw_params_", None) is not None:
+        law = copy.deepcopy(law)
+    else:
+        law = _fresh_copy(law)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            law.fit(X, y)
     log_inputs = law._check_X(X)
     targets = check_targets(y, len(log_inputs), type(law).__name__)
     rng = np.random.default_rng(seed)
