@@ -37,3 +37,19 @@ def test_column_mapping_errors(tmp_path):
         load_points(path, x="size", d="examples", y="nll")
     with pytest.raises(DataError, match="--y"):
         load_points(path, x="n", d="examples")
+
+
+def test_method_column_splits_groups(tmp_path):
+    path = tmp_path / "runs.csv"
+    rows = ["params,examples,nll,method"]
+    for method, scale in (("fmt", 1.0), ("lora", 1.3)):
+        for x in (1e6, 2e6, 4e6):
+            for d in (100, 200, 400, 800):
+                rows.append(f"{x},{d},{scale * 30 * x**-0.2 * d**-0.1 + 1:.6f},{method}")
+    path.write_text("\n".join(rows) + "\n")
+    points = load_points(path, x="params", d="examples", y="nll", method="method")
+    assert sorted(points["group"].unique()) == ["fmt", "lora"]
+    result = analyse_points(points, single_forms=("power",))
+    assert set(result.joint["group"]) == {"fmt", "lora"}
+    with pytest.raises(DataError, match="kind"):
+        load_points(path, x="params", d="examples", y="nll", method="kind")

@@ -114,6 +114,9 @@ def test_advice(analysis):
         and big.best.low <= big.best.loss <= big.best.high
     )
     assert big.margin >= 0 and "caveat" in big.render()
+    # --model with --candidate: the chosen model is compared with the candidates
+    both = advise(analysis, 2_000, model="2B", candidates=["1B", "4B"])
+    assert {option.model for option in both.options} == {"1B", "2B", "4B"}
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium not installed")

@@ -26,8 +26,12 @@ def load_points(
     d: str | None = None,
     factor: str | None = None,
     label: str | None = None,
+    method: str | None = None,
 ) -> pd.DataFrame:
-    """Columns group, model, x, d, loss from a long (``d`` given) or wide (numeric column names) CSV."""
+    """Columns group, model, x, d, loss from a long (``d`` given) or wide (numeric column names) CSV.
+
+    Rows are grouped by ``factor`` and, when given, by ``method`` too (``"<method>/<factor value>"``): each
+    group gets its own joint law, so methods are never fitted together."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"fit-only input {path} not found")
@@ -37,7 +41,7 @@ def load_points(
         raise DataError(f"{path}: cannot read the table as CSV ({exc})") from None
     if frame.empty:
         raise DataError(f"{path}: the table is empty")
-    needed = [c for c in (x, d, y, factor, label) if c]
+    needed = [c for c in (x, d, y, factor, label, method) if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(
@@ -52,14 +56,17 @@ def load_points(
             raise DataError(
                 f"{path}: give --d COLUMN (long table) or numeric data-size column names (wide table)"
             )
-        ids = [c for c in (x, factor, label) if c]
+        ids = [c for c in (x, factor, label, method) if c]
         frame = frame.melt(id_vars=ids, value_vars=sizes, var_name="d", value_name="loss")
         d, y = "d", "loss"
     elif y is None:
         raise DataError(f"{path}: give --y COLUMN with the loss")
+    group = frame[factor].astype(str) if factor else pd.Series("all", index=frame.index)
+    if method:
+        group = frame[method].astype(str) + ("/" + group if factor else "")
     out = pd.DataFrame(
         {
-            "group": frame[factor].astype(str) if factor else "all",
+            "group": group,
             "model": frame[label].astype(str) if label else frame[x].astype(str),
             "x": pd.to_numeric(frame[x], errors="coerce"),
             "d": pd.to_numeric(frame[d], errors="coerce"),

@@ -121,6 +121,8 @@ def advise(
             f"task {task!r} has no model-size runs: advice needs the model-size law of each method"
         )
     wanted = list(candidates or ([model] if model else [min(names, key=names.get)]))
+    if model and model not in wanted:  # --model with --candidate: the chosen model is compared too
+        wanted.insert(0, model)
     unknown = [m for m in wanted if m not in names]
     if unknown:
         raise UserError(f"base model(s) {', '.join(unknown)} not in the study; sizes are {', '.join(names)}")

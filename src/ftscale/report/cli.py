@@ -22,14 +22,22 @@ def _fit_only_requested(x: str | None, y: str | None, d: str | None) -> bool:
 
 
 def _fit_only(
-    study: Path, x: str | None, y: str | None, d: str | None, factor: str | None, max_models: int | None
+    study: Path,
+    x: str | None,
+    y: str | None,
+    d: str | None,
+    factor: str | None,
+    max_models: int | None,
+    method: str | None = None,
 ) -> None:
     from ftscale.errors import UserError
     from ftscale.report._fitonly import analyse_points, load_points
 
     if x is None:
         raise UserError("fit-only mode needs --x COLUMN (the other factor, e.g. model size)")
-    result = analyse_points(load_points(study, x=x, y=y, d=d, factor=factor), max_models=max_models)
+    result = analyse_points(
+        load_points(study, x=x, y=y, d=d, factor=factor, method=method), max_models=max_models
+    )
     console.print(f"[bold]Fit-only analysis of {result.source}[/]")
     for name, frame in (
         ("Joint laws per group", result.joint),
@@ -61,7 +69,7 @@ def report(
     ),
     y: str | None = typer.Option(None, "--y", help="Fit-only: column of the loss"),
     method: str | None = typer.Option(
-        None, "--method", help="Fit-only: column of the method (default: all FMT)"
+        None, "--method", help="Fit-only: column of the method; each method gets its own laws (default: one)"
     ),
     factor: str | None = typer.Option(
         None, "--factor", help="Fit-only: column grouping rows into factors/families"
@@ -72,7 +80,7 @@ def report(
 ) -> None:
     """Analyse a study and write a self-contained HTML report (or a fit-only analysis of any CSV)."""
     if _fit_only_requested(x, y, d):
-        _fit_only(study, x, y, d, factor, max_models)
+        _fit_only(study, x, y, d, factor, max_models, method)
         return
     from ftscale.report.html import check_out_dir, write_report
 
@@ -89,7 +97,7 @@ def advise(
     examples: int = typer.Option(..., "--examples", help="Your finetuning data budget (number of examples)"),
     model: str | None = typer.Option(None, "--model", help="Base model size to use (default: smallest)"),
     candidates: list[str] | None = typer.Option(
-        None, "--candidate", help="Candidate base sizes to compare (repeat)"
+        None, "--candidate", help="Candidate base sizes to compare (repeat; --model is compared too)"
     ),
     task: str | None = typer.Option(None, "--task", help="Task (needed when the study has several)"),
     bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for the CI"),
