@@ -96,3 +96,13 @@ def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) ->
     german = sum(len(d) for d in head if any(w in d for w in (" der ", " die ", " und ")))
     total = sum(len(d) for d in head)
     assert 0.3 < german / total < 0.7
+    # every (language, source) stream gets its share: Multi30k's German is not drowned by Wikipedia articles
+    from ftscale.data.adapters import pretraining_corpus
+
+    corpus = pretraining_corpus(shared_data, langs=["de", "en"], seed=0)
+    assert set(corpus.by_source["de"]) == {"klexikon-wiki", "multi30k"}
+    for lang, docs in corpus.documents.items():
+        assert sorted(d for group in corpus.by_source[lang].values() for d in group) == sorted(docs)
+    captions = set(corpus.by_source["de"]["multi30k"])
+    in_domain = sum(len(d) for d in head if d in captions)
+    assert in_domain / total > 0.15

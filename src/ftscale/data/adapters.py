@@ -451,6 +451,9 @@ class PretrainingCorpus:
 
     documents: dict[str, list[str]]
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the same documents by language and source ("de" -> {"klexikon-wiki": [...], "multi30k": [...]}), each list
+    # in the order of ``documents``
+    by_source: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def texts(self, langs: Iterable[str] | None = None) -> Iterator[str]:
         for lang in langs or self.documents:
@@ -518,6 +521,7 @@ def pretraining_corpus(
         per_source["zh"]["csl"] = list(csl.pretraining_text["zh"]())
     documents: dict[str, list[str]] = {}
     sources: dict[str, dict[str, int]] = {}
+    by_source: dict[str, dict[str, list[str]]] = {}
     for lang in langs:
         tagged = [(name, doc) for name, docs in per_source[lang].items() for doc in docs]
         tagged = _shuffled(tagged, seed + 7)
@@ -530,11 +534,12 @@ def pretraining_corpus(
                 total += len(kept[-1][1])
             tagged = kept
         documents[lang] = [doc for _, doc in tagged]
-        counts: dict[str, int] = {}
-        for name, _ in tagged:
-            counts[name] = counts.get(name, 0) + 1
-        sources[lang] = counts
-    return PretrainingCorpus(documents, sources)
+        grouped: dict[str, list[str]] = {}
+        for name, doc in tagged:
+            grouped.setdefault(name, []).append(doc)
+        by_source[lang] = grouped
+        sources[lang] = {name: len(docs) for name, docs in grouped.items()}
+    return PretrainingCorpus(documents, sources, by_source)
 
 
 # --------------------------------------------------------------------------------------------------------------

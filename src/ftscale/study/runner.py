@@ -101,9 +101,9 @@ def _interleave(streams: Iterable[Iterable[str]]) -> Iterator[str]:
 
 
 def _balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[str]:
-    """Documents from several languages, always taking the next one from the language with the fewest
-    characters emitted so far: an even mix by volume (long Wikipedia articles do not crowd out short
-    sentence documents), until a language runs out and the others go on."""
+    """Documents from several streams, always taking the next one from the stream with the fewest characters
+    emitted so far: an even mix by volume (long Wikipedia articles do not crowd out short sentence documents),
+    until a stream runs out and the others go on."""
     iterators = {lang: iter(docs) for lang, docs in streams.items()}
     emitted = dict.fromkeys(iterators, 0)
     while iterators:
@@ -118,15 +118,17 @@ def _balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[str]:
 
 def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[str]:
     """Monolingual documents for the base family: the task's own pretraining text (both languages mixed), or
-    ``corpus="shared"`` for the multilingual corpus built from the real data's training splits (the task's
-    languages and English, mixed evenly by characters)."""
+    ``corpus="shared"`` for the multilingual corpus built from the real data's training splits: the task's
+    languages and English, every (language, source) stream mixed evenly by characters, so that in-domain
+    sentence data is not drowned by Wikipedia articles and a language's smaller source runs out first."""
     data = task_data(task)
     if corpus == "shared":
         from ftscale.data.adapters import pretraining_corpus
 
         langs = sorted({lang for lang in data.task.languages} | {"en"})
-        corpus_docs = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0).documents
-        return _balanced(corpus_docs)
+        corpus = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0)
+        streams = {f"{lang}/{name}": docs for lang in langs for name, docs in corpus.by_source[lang].items()}
+        return _balanced(streams)
     if not data.pretraining_text:
         raise UserError(
             f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"
