@@ -359,7 +359,9 @@ def pretrain(
 
     # -- data: documents → EOS-joined token stream → packed rows → seeded order of micro-batches
     rows_needed = steps_of_data * config.grad_accum_steps * config.batch_size
-    limit = None if config.allow_repeat else rows_needed * config.seq_len + 1
+    # Only the first tokens the run needs are read, so the order of ``texts`` (e.g. an evenly mixed stream) is the
+    # mix trained on; with ``allow_repeat`` a shorter stream is repeated for further epochs.
+    limit = rows_needed * config.seq_len + 1
     train_ids = _as_token_array(tokenizer, texts, limit, spec.vocab_size)
     rows = pack_sequences(train_ids, config.seq_len)
     if len(rows) == 0 or (len(rows) < rows_needed and not config.allow_repeat):
