@@ -244,3 +244,19 @@ def test_load_external_hf_directory(tmp_path, tokenizer):
     assert tok.eos_token == "</s>"
     with pytest.raises(UserError, match=r"no config\.json"):
         load_base_model(tmp_path)
+
+
+def test_only_the_needed_head_of_the_stream_is_read(tokenizer, tmp_path):
+    consumed = 0
+
+    def stream():
+        nonlocal consumed
+        for text in itertools.cycle(make_texts(50)):
+            consumed += 1
+            yield text
+            if consumed > 10_000:
+                raise AssertionError("read far past the tokens the run needs")
+
+    # 256 tokens are needed; documents hold ~10-60 tokens, so a few dozen documents suffice (also with repeat)
+    pretrain(config(allow_repeat=True), tokenizer, stream(), tmp_path, progress=False)
+    assert consumed < 100
