@@ -610,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(differ)} block(s) of {args.doc} differ from the results; rerun without --check to update"
             )
             return 1
+        if not result.blocks:
+            print(f"{args.doc}: no results committed yet, nothing to check")
+            return 0
         print(f"{args.doc}: {len(result.blocks)} generated block(s) match the results")
         return 0
     new_text, untouched, missing = rewrite_blocks(text, result.blocks, str(args.doc))
