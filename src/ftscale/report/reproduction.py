@@ -1,0 +1,638 @@
+"""Regenerate (or check) the reproduction write-up's tables from committed results CSVs, beside the paper's numbers.
+
+``python -m ftscale.report.reproduction RESULTS_DIR --doc docs/REPRODUCTION.md [--check] [--plots DIR]``
+
+``RESULTS_DIR/manifest.json`` names one results CSV per task (``ftscale study export``) and the paper task it is
+compared with::
+
+    {"seed": 0, "bootstrap": 100,
+     "tasks": {"en-de": {"file": "multi30k-en-de.csv", "label": "Multi30k En→De", "paper": "en-de"}}}
+
+Each file is analysed once (fixed seed and bootstrap count, so the output is deterministic on one machine) and
+rendered into Markdown blocks delimited in the doc by ``<!-- BEGIN generated:NAME -->`` / ``<!-- END
+generated:NAME -->``. Text outside the blocks is never touched. ``--check`` compares instead of writing: numbers
+inside the blocks are compared with a relative tolerance (``REL_TOL``) or one unit of their last printed digit,
+whichever is larger, and the text between numbers exactly (whitespace aside), so last-digit differences of the
+fits across machines (BLAS, libm) do not count as drift while any changed result, verdict or row does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ftscale.errors import DataError, UserError
+from ftscale.report import paper, tables
+from ftscale.report.analysis import (
+    FACTOR_BY_NAME,
+    METHOD_LABELS,
+    Analysis,
+    Finding,
+    analyse,
+    load_results,
+)
+
+MANIFEST_NAME = "manifest.json"
+# Bootstrap resamples per task: about 40 s for a whole analysis of a small-preset study (5 sizes, 5 pretraining
+# checkpoints × 2 kinds, 5 PET sizes, 6 D_f, 3 seeds) on a loaded 2-core CPU.
+DEFAULT_BOOTSTRAP = 100
+DEFAULT_SEED = 0
+# --check: numbers agree when within 2 % (relative) or one unit of their last printed digit.
+REL_TOL = 0.02
+PAPER_FACTORS_IN_OURS = (
+    "model_size",
+    "pretrain_tokens",
+    "pet_size",
+)  # the annealed factor has no paper value
+
+_BEGIN = re.compile(r"^<!-- BEGIN generated:([A-Za-z0-9_.-]+) -->\s*$")
+_END = re.compile(r"^<!-- END generated:([A-Za-z0-9_.-]+) -->\s*$")
+_NUMBER = re.compile(r"[-−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_LABEL_TO_METHOD = {label: method for method, label in METHOD_LABELS.items()}
+_LABEL_TO_FACTOR = {spec.label: name for name, spec in FACTOR_BY_NAME.items()}
+_SYMBOL_TO_FACTOR = {spec.symbol: name for name, spec in FACTOR_BY_NAME.items()}
+
+
+# ----- manifest ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One task of the write-up: its results file, display label, paper task id and the CSV's task name."""
+
+    key: str
+    file: str
+    label: str
+    paper: str
+    task: str | None = None  # the ``task`` column value; default: the file's only task
+
+
+@dataclass(frozen=True)
+class Manifest:
+    tasks: tuple[TaskEntry, ...]
+    seed: int = DEFAULT_SEED
+    bootstrap: int = DEFAULT_BOOTSTRAP
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read ``manifest.json``; every mistake is a one-line ``DataError`` naming the field."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: no manifest; create it with the tasks' results files (see module docs)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict) or not raw["tasks"]:
+        raise DataError(
+            f"{path}: expected an object with a non-empty 'tasks' mapping of key -> {{file, label, paper}}"
+        )
+    entries = []
+    for key, spec in raw["tasks"].items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise DataError(
+                f"{path}: tasks.{key}: key must use letters, digits, '.', '_' or '-' (it names blocks)"
+            )
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+            raise DataError(f"{path}: tasks.{key}.file: missing (the results CSV, relative to the manifest)")
+        paper_task = spec.get("paper")
+        if paper_task not in paper.PAPER_TASKS:
+            raise DataError(
+                f"{path}: tasks.{key}.paper: {paper_task!r} is not one of {', '.join(paper.PAPER_TASKS)}"
+            )
+        entries.append(
+            TaskEntry(key, spec["file"], str(spec.get("label", key)), paper_task, spec.get("task"))
+        )
+    seed, bootstrap = raw.get("seed", DEFAULT_SEED), raw.get("bootstrap", DEFAULT_BOOTSTRAP)
+    if not isinstance(seed, int) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise DataError(f"{path}: 'seed' and 'bootstrap' must be integers (bootstrap ≥ 0)")
+    return Manifest(tuple(entries), seed=seed, bootstrap=bootstrap)
+
+
+# ----- blocks in a Markdown document -------------------------------------------------------------------------
+
+
+def parse_blocks(text: str, source: str = "<doc>") -> dict[str, str]:
+    """Contents of the generated blocks of a document, by name (markers excluded)."""
+    blocks: dict[str, str] = {}
+    current: str | None = None
+    start = 0
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines, 1):
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if begin:
+            if current is not None:
+                raise DataError(
+                    f"{source}:{number}: BEGIN generated:{begin[1]} inside block {current!r}; close it first"
+                )
+            if begin[1] in blocks:
+                raise DataError(f"{source}:{number}: block {begin[1]!r} appears twice; keep one")
+            current, start = begin[1], number
+        elif end:
+            if current != end[1]:
+                raise DataError(
+                    f"{source}:{number}: END generated:{end[1]} does not close "
+                    f"{'any block' if current is None else repr(current)}"
+                )
+            blocks[current] = "".join(lines[start : number - 1])
+            current = None
+    if current is not None:
+        raise DataError(f"{source}:{start}: block {current!r} has no END marker")
+    return blocks
+
+
+def rewrite_blocks(text: str, new: dict[str, str], source: str = "<doc>") -> tuple[str, list[str], list[str]]:
+    """``text`` with the named blocks' contents replaced; also (blocks not regenerated, generated without a place)."""
+    present = parse_blocks(text, source)
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        begin, end = _BEGIN.match(line), _END.match(line)
+        if end and skipping:
+            body = new[end[1]].strip("\n")
+            out.append(body + "\n" if body else "")
+            skipping = False
+        if not skipping:
+            out.append(line)
+        if begin and begin[1] in new:
+            if not line.endswith("\n"):
+                out.append("\n")
+            skipping = True
+    untouched = [name for name in present if name not in new]
+    missing = [name for name in new if name not in present]
+    return "".join(out), untouched, missing
+
+
+def _ulp(token: str) -> float:
+    """One unit of the last printed digit of a real number token; 0 for integers (compared relatively)."""
+    mantissa, _, exponent = token.lower().partition("e")
+    if "." not in mantissa and not exponent:
+        return 0.0
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def compare_text(old: str, new: str, rel_tol: float = REL_TOL) -> str | None:
+    """None when two block texts agree (numbers within tolerance, other text equal); else the first difference."""
+    old_text, new_text = _NUMBER.split(old), _NUMBER.split(new)
+    old_nums, new_nums = _NUMBER.findall(old), _NUMBER.findall(new)
+    for a, b in zip(old_text, new_text, strict=False):
+        if " ".join(a.split()) != " ".join(b.split()):
+            return f"text {' '.join(a.split())[:60]!r} became {' '.join(b.split())[:60]!r}"
+    if len(old_text) != len(new_text):
+        return f"{len(old_nums)} numbers before, {len(new_nums)} now (rows or columns changed)"
+    for a, b in zip(old_nums, new_nums, strict=True):
+        x, y = float(a.replace("−", "-")), float(b.replace("−", "-"))
+        tolerance = max(rel_tol * max(abs(x), abs(y)), _ulp(a), _ulp(b))
+        if abs(x - y) > tolerance * (1 + 1e-9):
+            return f"{a} became {b} (tolerance {tolerance:.3g})"
+    return None
+
+
+def check_blocks(
+    text: str, new: dict[str, str], source: str = "<doc>", rel_tol: float = REL_TOL
+) -> dict[str, str]:
+    """Blocks whose committed content differs from ``new``: name -> first difference (absent blocks included)."""
+    present = parse_blocks(text, source)
+    differ = {}
+    for name, content in new.items():
+        if name not in present:
+            differ[name] = "not in the document"
+            continue
+        reason = compare_text(present[name], content, rel_tol)
+        if reason is not None:
+            differ[name] = reason
+    return differ
+
+
+# ----- rendering ---------------------------------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else tables.fmt_number(float(value), digits)
+
+
+def _method_rows(analysis: Analysis, task: str) -> list[str]:
+    return analysis.methods(task)
+
+
+def table4_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """Our Table 4 (estimate [95 % CI]) with the paper's value beside each cell."""
+    ours = tables.table4(analysis, task)
+    methods = _method_rows(analysis, task)
+    rows = []
+    for record in ours.to_dict("records"):
+        label = record["param"]
+        if label in ("E", "β"):
+            param, factor = ("E" if label == "E" else "beta"), None
+        else:
+            head, _, symbol = label.partition("_")
+            param, factor = ("A" if head == "A" else "alpha"), _SYMBOL_TO_FACTOR.get(symbol)
+        row = {"param": label}
+        for method in methods:
+            name = METHOD_LABELS.get(method, method)
+            row[f"{name} (ours)"] = record.get(name, "–")
+            row[f"{name} (paper)"] = paper.fmt_paper(paper.table4_value(paper_task, method, factor, param))
+        rows.append(row)
+    cfg = analysis.config
+    caption = (
+        f"Ours: estimate [{cfg['level']:.0%} bootstrap percentile CI, {cfg['n_bootstrap']} resamples, seed "
+        f"{cfg['seed']}]; paper: Table 4 ({paper.TASK_LABELS[paper_task]}, no CIs). A_pa, α_pa: pretraining "
+        "data with annealed checkpoints (no paper counterpart).\n\n"
+    )
+    return caption + tables.to_markdown(pd.DataFrame(rows))
+
+
+def _delta_h(analysis: Analysis, task: str, method: str, factor: str, form: str) -> float:
+    fits = analysis.fits
+    hit = fits[
+        (fits["task"] == task)
+        & (fits["method"] == method)
+        & (fits["factor"] == factor)
+        & (fits["form"] == form)
+    ]
+    return float(hit["delta_h"].iloc[0]) if len(hit) else math.nan
+
+
+def heldout_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """Held-out MAD Δh of the multiplicative and additive laws per factor × method, beside Tables 2/6."""
+    fits = analysis.fits[analysis.fits["task"] == task]
+    rows = []
+    for factor in [f for f in FACTOR_BY_NAME if f in set(fits["factor"])]:
+        means: dict[str, list[float]] = {"multiplicative": [], "additive": []}
+        for method in _method_rows(analysis, task):
+            if not ((fits["factor"] == factor) & (fits["method"] == method)).any():
+                continue
+            row = {"factor": FACTOR_BY_NAME[factor].label, "method": METHOD_LABELS.get(method, method)}
+            for form in ("multiplicative", "additive"):
+                value = _delta_h(analysis, task, method, factor, form)
+                if math.isfinite(value):
+                    means[form].append(value)
+                row[f"{form[:4]}. Δh (ours)"] = tables.fmt_number(value, 2)
+            for form in ("multiplicative", "additive"):
+                row[f"{form[:4]}. Δh (paper)"] = paper.fmt_paper(
+                    paper.heldout_value(paper_task, factor, form, method)
+                )
+            rows.append(row)
+        avg = {"factor": FACTOR_BY_NAME[factor].label, "method": "avg"}
+        for form in ("multiplicative", "additive"):
+            avg[f"{form[:4]}. Δh (ours)"] = (
+                tables.fmt_number(float(np.mean(means[form])), 2) if means[form] else "–"
+            )
+        for form in ("multiplicative", "additive"):
+            avg[f"{form[:4]}. Δh (paper)"] = paper.fmt_paper(
+                paper.heldout_value(paper_task, factor, form, "avg")
+            )
+        rows.append(avg)
+    return tables.to_markdown(pd.DataFrame(rows))
+
+
+def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
+    """Mean Δh of both laws over every (task, method, factor) setting present, beside the paper's 0.0079 / 0.0083."""
+    ours: dict[str, list[float]] = {"multiplicative": [], "additive": []}
+    theirs: dict[str, list[float]] = {"multiplicative": [], "additive": []}
+    ours_wins = theirs_wins = n_theirs = 0
+    for analysis, task, paper_task in entries:
+        for method in _method_rows(analysis, task):
+            for factor in PAPER_FACTORS_IN_OURS:
+                mult = _delta_h(analysis, task, method, factor, "multiplicative")
+                add = _delta_h(analysis, task, method, factor, "additive")
+                if not (math.isfinite(mult) and math.isfinite(add)):
+                    continue
+                ours["multiplicative"].append(mult)
+                ours["additive"].append(add)
+                ours_wins += mult < add
+                p_mult = paper.heldout_value(paper_task, factor, "multiplicative", method)
+                p_add = paper.heldout_value(paper_task, factor, "additive", method)
+                if p_mult is not None and p_add is not None:
+                    theirs["multiplicative"].append(p_mult)
+                    theirs["additive"].append(p_add)
+                    theirs_wins += p_mult < p_add
+                    n_theirs += 1
+    rows = []
+    for form in ("multiplicative", "additive"):
+        rows.append(
+            {
+                "law": form,
+                "ours: mean Δh": _num(float(np.mean(ours[form]))) if ours[form] else "–",
+                "paper: mean over the same settings": _num(float(np.mean(theirs[form])))
+                if theirs[form]
+                else "–",
+                "paper: mean of the Avg cells (§2.9)": paper.fmt_paper(paper.HELDOUT_MEAN[form]),
+            }
+        )
+    n_ours = len(ours["multiplicative"])
+    text = tables.to_markdown(pd.DataFrame(rows))
+    text += (
+        f"\nSettings (task × method × factor, annealed factor excluded): ours {n_ours}, multiplicative lower in "
+        f"{ours_wins}; paper, same settings: {n_theirs}, multiplicative lower in {theirs_wins}.\n"
+    )
+    return text
+
+
+def critical_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """Eq. 3 (H, γ) beside Table 5, then our full-law critical sizes with CIs (Fig. 5 as numbers; none in paper)."""
+    gaps = analysis.table5[analysis.table5["task"] == task] if len(analysis.table5) else analysis.table5
+    rows = []
+    for record in gaps.to_dict("records") if len(gaps) else []:
+        factor, pair = record["factor"], record["pair"]
+        rows.append(
+            {
+                "factor": FACTOR_BY_NAME[factor].label,
+                "pair": pair,
+                "H (ours)": tables.fmt_number(record["H"], 2),
+                "H (paper)": paper.fmt_paper(paper.table5_value(paper_task, factor, pair, "H")),
+                "γ (ours)": tables.fmt_number(record["gamma"], 2),
+                "γ (paper)": paper.fmt_paper(paper.table5_value(paper_task, factor, pair, "gamma")),
+            }
+        )
+    text = "Eq. 3, D^c = H·X^γ (constant-gap approximation) beside Table 5:\n\n"
+    text += tables.to_markdown(pd.DataFrame(rows))
+    text += "\nCritical finetuning data size where the full laws cross (bootstrap CI; none in the paper as numbers):\n\n"
+    return text + tables.to_markdown(tables.table_critical(analysis, task))
+
+
+def table7_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """Our Pearson r of test PPL with BLEU / ROUGE-L beside Table 7 (PPL with BLEURT / RougeL)."""
+    ours = tables.table7(analysis, task)
+    methods = _method_rows(analysis, task)
+    rows = []
+    for record in ours.to_dict("records"):
+        factor = _LABEL_TO_FACTOR.get(record["factor"], "")
+        row = {"factor": record["factor"], "metric (ours)": record["metric"]}
+        for method in methods:
+            name = METHOD_LABELS.get(method, method)
+            cell = paper.table7_value(paper_task, factor, method)
+            row[f"{name} (ours)"] = record.get(name) if isinstance(record.get(name), str) else "–"
+            row[f"{name} (paper)"] = "–" if cell is None else str(cell)
+        row["metric (paper)"] = paper.TASK_METRIC[paper_task]
+        rows.append(row)
+    caption = "‡: p < 0.01. Negative r: lower perplexity goes with better generation.\n\n"
+    return caption + tables.to_markdown(pd.DataFrame(rows))
+
+
+def _paper_side(finding: Finding, paper_task: str) -> str:
+    """What the paper's Table 4 says on the same comparison (the paper gives no CIs)."""
+    methods = [_LABEL_TO_METHOD[w] for w in re.split(r"[ ,]+", finding.scope) if w in _LABEL_TO_METHOD]
+    column = paper.TABLE4[paper_task]
+
+    def holds(a_name: str, a: float | None, b_name: str, b: float | None, strict: bool = True) -> str:
+        if a is None or b is None:
+            return "–"
+        ok = a > b if strict else a >= b
+        return f"{'holds' if ok else 'fails'}: {a_name} {paper.fmt_paper(a)} vs {b_name} {paper.fmt_paper(b)}"
+
+    if not methods:
+        return "–"
+    first = column[methods[0]]
+    if finding.key == "alpha_m_gt_alpha_p":
+        return holds("α_m", first["alpha_m"], "α_p", first["alpha_p"])
+    if finding.key == "alpha_t_small":
+        value = first["alpha_t"]
+        return (
+            "–"
+            if value is None
+            else f"{'holds' if abs(value) < 0.01 else 'fails'}: α_t {paper.fmt_paper(value)}"
+        )
+    if finding.key in ("beta_fmt_gt_beta_pet", "beta_lora_ge_beta_prompt") and len(methods) == 2:
+        labels = [f"β_{METHOD_LABELS[m]}" for m in methods]
+        strict = finding.key == "beta_fmt_gt_beta_pet"
+        return holds(labels[0], first["beta"], labels[1], column[methods[1]]["beta"], strict)
+    if finding.key == "pet_relies_on_base":
+        symbol = "p" if FACTOR_BY_NAME["pretrain_tokens"].label in finding.scope else "m"
+        return holds(f"α_{symbol}", first[f"alpha_{symbol}"], "β", first["beta"])
+    if finding.key == "pet_zero_shot":
+        return "holds (Fig. 6, no numbers)" if paper_task != "sum" else "– (not studied)"
+    return "–"
+
+
+def findings_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """The findings check (confirms / refutes / cannot tell, with CIs) beside the paper's Table 4 values."""
+    ours = tables.table_findings(analysis, task)
+    if ours.empty:
+        return tables.to_markdown(ours)
+    sides = [_paper_side(f, paper_task) for f in analysis.findings if f.task == task]
+    return tables.to_markdown(ours.assign(**{"paper (Table 4)": sides}))
+
+
+def _ci(analysis: Analysis, task: str, method: str, factor: str, param: str) -> str:
+    ci = analysis.param_ci
+    hit = ci[
+        (ci["task"] == task) & (ci["method"] == method) & (ci["factor"] == factor) & (ci["param"] == param)
+    ]
+    if hit.empty:
+        fits = analysis.fits
+        row = fits[
+            (fits["task"] == task)
+            & (fits["method"] == method)
+            & (fits["factor"] == factor)
+            & (fits["form"] == "multiplicative")
+        ]
+        return tables.fmt_number(float(row[param].iloc[0])) if len(row) else "–"
+    return tables.fmt_ci(
+        float(hit["estimate"].iloc[0]), float(hit["low"].iloc[0]), float(hit["high"].iloc[0])
+    )
+
+
+def annealed_block(analysis: Analysis, task: str, paper_task: str) -> str:
+    """α_p fitted on intermediate checkpoints vs on annealed ones (the analysis' annealed factor), beside the paper."""
+    factors = set(analysis.fits.loc[analysis.fits["task"] == task, "factor"])
+    if "pretrain_tokens_annealed" not in factors:
+        return "_No annealed checkpoints in these results (checkpoint_kind has no 'annealed' runs)._\n"
+    level = analysis.config["level"]
+    rows = []
+    for method in _method_rows(analysis, task):
+        row = {"method": METHOD_LABELS.get(method, method)}
+        row["α_p intermediate (ours)"] = _ci(analysis, task, method, "pretrain_tokens", "alpha")
+        row["α_p annealed (ours)"] = _ci(analysis, task, method, "pretrain_tokens_annealed", "alpha")
+        inter = analysis.bootstrap_laws.get((task, method, "pretrain_tokens"), [])
+        annealed = analysis.bootstrap_laws.get((task, method, "pretrain_tokens_annealed"), [])
+        n = min(len(inter), len(annealed))
+        if n >= 2:
+            # Both factors come from the same resample of a task-method's cells, so the draws pair up.
+            diff = np.array([annealed[i].params_["alpha"] - inter[i].params_["alpha"] for i in range(n)])
+            diff = diff[np.isfinite(diff)]
+            tail = 100 * (1 - level) / 2
+            low, high = np.percentile(diff, [tail, 100 - tail]) if diff.size >= 2 else (math.nan, math.nan)
+            row["annealed − intermediate [CI]"] = f"[{tables.fmt_number(low)}, {tables.fmt_number(high)}]"
+        else:
+            row["annealed − intermediate [CI]"] = "–"
+        for factor, name in (("pretrain_tokens", "intermediate"), ("pretrain_tokens_annealed", "annealed")):
+            row[f"Δh {name}"] = tables.fmt_number(
+                _delta_h(analysis, task, method, factor, "multiplicative"), 2
+            )
+        row["α_p (paper, intermediate)"] = paper.fmt_paper(
+            paper.table4_value(paper_task, method, "pretrain_tokens", "alpha")
+        )
+        rows.append(row)
+    caption = (
+        "β and E are shared, fitted on the model-size and intermediate-checkpoint runs; the annealed factor's (A, α) "
+        "is refitted with them fixed. The final checkpoint belongs to both variants.\n\n"
+    )
+    return caption + tables.to_markdown(pd.DataFrame(rows))
+
+
+TASK_BLOCKS = {
+    "table4": table4_block,
+    "heldout": heldout_block,
+    "critical": critical_block,
+    "table7": table7_block,
+    "findings": findings_block,
+    "intermediate-vs-annealed": annealed_block,
+}
+
+
+# ----- regeneration ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Regeneration:
+    """Generated blocks by name, seconds per task, and tasks whose results file is absent."""
+
+    blocks: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    missing_files: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _task_name(frame: pd.DataFrame, entry: TaskEntry, path: Path) -> str:
+    names = sorted(frame["task"].dropna().astype(str).unique()) if "task" in frame.columns else []
+    if entry.task is not None:
+        if entry.task not in names:
+            raise DataError(f"{path}: no runs of task {entry.task!r} (tasks: {', '.join(names) or 'none'})")
+        return entry.task
+    if len(names) != 1:
+        raise DataError(
+            f"{path}: holds tasks {', '.join(names) or 'none'}; set tasks.{entry.key}.task in the manifest to pick one"
+        )
+    return names[0]
+
+
+def _write_figures(analysis: Analysis, task: str, key: str, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Key figures of one task as small PNGs; a figure matplotlib cannot draw is skipped with a note."""
+    import matplotlib.pyplot as plt
+
+    from ftscale.report import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [(f"loss-{factor}", plots.loss_vs_data, (analysis, task, factor)) for factor in FACTOR_BY_NAME]
+    figures += [
+        ("critical", plots.critical_sizes, (analysis, task)),
+        ("ppl-vs-scores", plots.ppl_vs_scores, (analysis, task)),
+    ]
+    written, skipped = [], []
+    for name, factory, args in figures:
+        try:
+            fig = factory(*args)
+        except ValueError as exc:  # e.g. a log axis with nothing positive to show (no crossing at all)
+            plt.close("all")
+            skipped.append(f"{key}-{name}.png ({exc})")
+            continue
+        if fig is None:
+            continue
+        path = out_dir / f"{key}-{name}.png"
+        path.write_bytes(plots.to_png(fig, dpi=60))
+        written.append(path)
+    return written, skipped
+
+
+def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration:
+    """Analyse every task file the manifest names (once each) and render all blocks."""
+    manifest = load_manifest(results_dir / MANIFEST_NAME)
+    out = Regeneration()
+    summary: list[tuple[Analysis, str, str]] = []
+    for entry in manifest.tasks:
+        path = results_dir / entry.file
+        if not path.is_file():
+            out.missing_files.append(entry.file)
+            continue
+        started = time.perf_counter()
+        frame = load_results(path)
+        task = _task_name(frame, entry, path)
+        frame = frame[frame["task"].astype(str) == task]
+        analysis = analyse(frame, n_bootstrap=manifest.bootstrap, seed=manifest.seed, source=entry.file)
+        for name, render in TASK_BLOCKS.items():
+            out.blocks[f"{name}-{entry.key}"] = render(analysis, task, entry.paper)
+        summary.append((analysis, task, entry.paper))
+        if plots_dir is not None:
+            written, skipped = _write_figures(analysis, task, entry.key, plots_dir)
+            out.figures += written
+            out.notes += [f"figure skipped: {s}" for s in skipped]
+        out.seconds[entry.key] = time.perf_counter() - started
+    if summary:
+        out.blocks["heldout-summary"] = heldout_summary_block(summary)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ftscale.report.reproduction",
+        description="Regenerate (or --check) the generated blocks of the reproduction write-up.",
+    )
+    parser.add_argument("results_dir", type=Path, help="directory holding manifest.json and the results CSVs")
+    parser.add_argument("--doc", type=Path, required=True, help="Markdown document with generated blocks")
+    parser.add_argument(
+        "--check", action="store_true", help="compare instead of writing; exit 1 on differences"
+    )
+    parser.add_argument("--plots", type=Path, default=None, help="also write key figures as PNGs here")
+    args = parser.parse_args(argv)
+    try:
+        if not args.doc.is_file():
+            raise UserError(f"{args.doc}: document not found; pass --doc with the write-up's path")
+        text = args.doc.read_text(encoding="utf-8")
+        parse_blocks(text, str(args.doc))  # marker mistakes surface before minutes of fitting
+        result = regenerate(args.results_dir, args.plots)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for key, seconds in result.seconds.items():
+        print(f"{key}: analysed and rendered in {seconds:.1f} s")
+    if result.missing_files:
+        print(f"no results yet (blocks left as they are): {', '.join(result.missing_files)}")
+    if args.check:
+        differ = check_blocks(text, result.blocks, str(args.doc))
+        for name, reason in differ.items():
+            print(f"differs: {name}: {reason}")
+        if differ:
+            print(
+                f"{len(differ)} block(s) of {args.doc} differ from the results; rerun without --check to update"
+            )
+            return 1
+        if not result.blocks:
+            print(f"{args.doc}: no results committed yet, nothing to check")
+            return 0
+        print(f"{args.doc}: {len(result.blocks)} generated block(s) match the results")
+        return 0
+    new_text, untouched, missing = rewrite_blocks(text, result.blocks, str(args.doc))
+    if new_text != text:
+        args.doc.write_text(new_text, encoding="utf-8")
+    notes = []
+    if untouched:
+        notes.append(f"not regenerated: {', '.join(untouched)}")
+    if missing:
+        notes.append(f"generated but without a place in the doc: {', '.join(missing)}")
+    print(
+        f"{args.doc}: {len(result.blocks) - len(missing)} block(s) written"
+        + (f"; {'; '.join(notes)}" if notes else "")
+    )
+    for path in result.figures:
+        print(f"figure: {path}")
+    for note in result.notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
