@@ -41,9 +41,24 @@ def expected_metrics(kind: str, params: dict[str, Any], axes: dict[str, Any]) ->
         return {"vocab_size": params["tokenizer"]["vocab_size"]}
     if kind == "pretrain":
         return {"non_embedding_params": 1000 + int(_unit(params["size"]) * 1e6), "loss": 3.0 + _unit(params)}
+    if kind == "baseline":  # the base model without finetuning: a high loss, scored on zero-/few-shot prompts
+        loss = 6.0 + 0.01 * _unit(params["base"])
+        return {
+            "loss": loss,
+            "bleu": 40 - 10 * loss,
+            "fs1_bleu": 2.0 + _unit(params["base"]),
+            "trainable_params": 0,
+        }
     n = axes["ft_examples"]
     loss = 1.0 + 5.0 * n**-0.3 + 0.01 * _unit([axes, params["method_config"]])
-    return {"loss": loss, "ppl": 2.718281828459045**loss, "bleu": 40 - 10 * loss, "trainable_params": 7 * n}
+    fs1 = 2.0 + _unit(params["base"]) - (0.5 if axes["method"] == "fmt" else 0.0)
+    return {
+        "loss": loss,
+        "ppl": 2.718281828459045**loss,
+        "bleu": 40 - 10 * loss,
+        "fs1_bleu": fs1,
+        "trainable_params": 7 * n,
+    }
 
 
 def fake_job(ctx: JobContext) -> dict[str, Any]:

@@ -98,6 +98,8 @@ def test_tiny_preset_counts() -> None:
     assert counts["kinds"] == {
         "tokenizer": 1,
         "pretrain": len(spec.family.pretrain.sizes),
+        # the un-finetuned base checkpoints (zero-shot is scored): every size, and the base model's budgets
+        "baseline": n_sizes + n_budgets - 1,
         "finetune": expected,
     }
     assert counts["factors"][("model_size", "fmt")]["runs"] == n_sizes * n_d["fmt"] * f.seeds

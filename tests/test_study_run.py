@@ -241,4 +241,10 @@ def test_results_export_is_the_report_contract(tmp_path: Path) -> None:
     out = export_results(tmp_path / "s", tmp_path / "r.csv", "csv")
     back = load_results(out)
     assert len(back) == len(table)
-    assert load_results(tmp_path / "s")["run_id"].tolist() == table["run_id"].tolist()
+    # read from the study directory, the runs come first and the un-finetuned baselines ("base") after them
+    direct = load_results(tmp_path / "s")
+    runs = direct[direct["method"] != "base"]
+    assert runs["run_id"].tolist() == table["run_id"].tolist()
+    assert set(direct.loc[direct["method"] == "base", "run_id"]) == set(
+        jobs.loc[jobs["kind"] == "baseline", "id"]
+    )

@@ -1,4 +1,5 @@
-"""The real job function end to end on a minute-sized study: tokenizer → pretraining → FMT / prompt / LoRA runs."""
+"""The real job function end to end on a minute-sized study: tokenizer → pretraining → un-finetuned baselines →
+FMT / prompt / LoRA runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ftscale.study.results import results_table
+from ftscale.study import runner
+from ftscale.study.executors import JobContext
+from ftscale.study.plan import build_plan
+from ftscale.study.results import baseline_table, results_table
 from ftscale.study.run import run_study
 from ftscale.study.runner import run_job
 from ftscale.study.spec import parse_spec
@@ -111,3 +115,78 @@ def test_checkpoints_and_factors(micro_study: Path) -> None:
 def test_rerun_does_nothing(micro_study: Path) -> None:
     summary = run_study(parse_spec(MICRO, "micro.yaml"), micro_study, run_job, progress=False)
     assert summary.executed == 0 and summary.failed == 0
+
+
+def test_baselines_are_scored_like_the_runs(micro_study: Path) -> None:
+    runs = results_table(micro_study)
+    base = baseline_table(micro_study)
+    # one per base checkpoint: t1 and t2 fully pretrained, t1 at the intermediate budget
+    assert len(base) == 3 and (base["status"] == "done").all() and (base["method"] == "base").all()
+    assert sorted(zip(base["model_size"], base["pretrain_tokens"], base["checkpoint_kind"], strict=True)) == [
+        ("t1", 4096, "intermediate"),
+        ("t1", 8192, "final"),
+        ("t2", 8192, "final"),
+    ]
+    for column in (
+        "loss",
+        "ppl",
+        "dev_loss",
+        "bleu",
+        "chrf",
+        "rougeL",
+        "zs_fr-de_bleu",
+        "fs1_bleu",
+        "fs1_chrf",
+    ):
+        assert base[column].notna().all(), column
+    assert (base["trainable_params"] == 0).all() and base["ft_examples"].isna().all()
+    assert sorted(base["model_params"].unique()) == [22176, 49240]  # as the runs on the same bases
+    # the same test set: loss over the same number of target tokens as every run on that tokenizer
+    assert set(base["n_test_tokens"]) == set(runs["n_test_tokens"])
+    # the base model of the study belongs to every factor; the smaller budget's checkpoint to pretraining only
+    t1 = base.set_index(["model_size", "checkpoint_kind"])
+    assert t1.loc[("t1", "final"), ["in_model_size", "in_pretrain_tokens", "in_pet_size"]].all()
+    assert not t1.loc[("t1", "intermediate"), "in_model_size"]
+
+
+def test_baseline_and_finetuning_run_score_identical_prompts(
+    micro_study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline's zero-shot and few-shot prompts are exactly those of the seed-0 runs on the same base."""
+    plan = build_plan(parse_spec(MICRO, "micro.yaml"))
+    baseline = next(
+        job for job in plan.jobs if job.kind == "baseline" and job.label == "baseline t2@8192 final"
+    )
+    run = next(
+        job
+        for job in plan.jobs
+        if job.kind == "finetune" and job.params["base"] == baseline.params["base"] and job.axes["seed"] == 0
+    )
+    seen = {}
+    evaluate = runner._evaluate
+
+    def spy(model, tokenizer, sets, evaluation):
+        seen[kind] = sets
+        return evaluate(model, tokenizer, sets, evaluation)
+
+    monkeypatch.setattr(runner, "_evaluate", spy)
+    jobs_dir = micro_study / "jobs"
+    for job in (baseline, run):
+        kind = job.kind
+        ctx = JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            params=job.params,
+            axes=job.axes,
+            study_dir=micro_study,
+            work_dir=micro_study / "scratch",
+            dep_dirs={dep: jobs_dir / f"{plan.by_id[dep].kind}-{dep[:16]}" for dep in job.deps},
+            device="cpu",
+        )
+        metrics = run_job(ctx)
+        assert "fs1_bleu" in metrics and "zs_fr-de_bleu" in metrics
+    a, b = seen["baseline"], seen["finetune"]
+    assert a.refs == b.refs and [e.prompt_ids for e in a.test] == [e.prompt_ids for e in b.test]
+    assert a.zero_shot == b.zero_shot and a.few_shot == b.few_shot and a.few_shot[1][0]
+    # and the shots are real: they differ from the zero-shot prompt of the same test example
+    assert a.few_shot[1][0][0] != a.test[0].prompt_ids

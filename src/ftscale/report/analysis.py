@@ -6,6 +6,10 @@ cells (largest value of each axis held out), and fitted with the paper's two-sta
 the model-size and pretraining factors, then (A, α) per factor with β, E fixed (PET size in stage 2 only). The
 additive law is fitted the same way for comparison (paper Tables 2/6). Bootstrap resamples of the fitting cells,
 refitted from the full-data optimum, give CIs for the parameters, the critical data sizes and the findings.
+
+Rows with ``method`` "base" (the study's un-finetuned baselines, ``study export --baselines``) are never fitted:
+they are the reference of the zero-/few-shot comparison (paper Figs. 6, 11-14), where each run's score is taken
+relative to the base checkpoint it was finetuned from.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from ftscale.report import _laws
 
 METHOD_ORDER = ("fmt", "prompt", "lora")
 METHOD_LABELS = {"fmt": "FMT", "prompt": "Prompt", "lora": "LoRA"}
+# ``method`` of the un-finetuned baseline rows (the study's ``baseline`` jobs)
+BASELINE_METHOD = "base"
+# A finetuning run and its baseline share the base checkpoint: the same model, pretraining budget and kind.
+BASE_CHECKPOINT_KEY = ("task", "model_size", "pretrain_tokens", "checkpoint_kind")
 REQUIRED_COLUMNS = ("task", "method", "status", "ft_examples", "loss")
 
 
@@ -86,11 +94,12 @@ def load_results(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir() and (path / "study.sqlite").is_file():
-        from ftscale.study.results import results_table
+        from ftscale.study.results import baseline_table, results_table, with_baselines
 
         frame = results_table(path)
         if frame.empty:
             raise DataError(f"{path}: the study has no finished finetuning runs yet; run the study first")
+        frame = with_baselines(frame, baseline_table(path))
         frame.attrs["source"] = str(path / "study.sqlite")
         return frame
     if path.is_dir():
@@ -185,6 +194,8 @@ class Analysis:
     critical_curves: pd.DataFrame  # task, factor, pair, x, critical (dense x, point estimate)
     zero_shot: pd.DataFrame  # task, method, model_size, x, d, score, n
     findings: list[Finding]
+    # per run and prompt set: task, method, model_size, x, d, prompts, metric, score, baseline, change
+    vs_baseline: pd.DataFrame = field(default_factory=pd.DataFrame)
     laws: dict[tuple[str, str, str, str], Any] = field(repr=False, default_factory=dict)
     single_laws: dict[tuple[str, str, str], Any] = field(repr=False, default_factory=dict)
     bootstrap_laws: dict[tuple[str, str, str], list[Any]] = field(repr=False, default_factory=dict)
@@ -224,6 +235,7 @@ class Analysis:
                 "table7": self.table7.to_dict("records"),
                 "critical": self.critical.drop(columns=["roots"], errors="ignore").to_dict("records"),
                 "findings": [f.__dict__ for f in self.findings],
+                "vs_baseline": _baseline_summary(self.vs_baseline).to_dict("records"),
             }
         )
 
@@ -465,6 +477,158 @@ def _zero_shot(done: pd.DataFrame) -> pd.DataFrame:
     )
     out = out.assign(metric=metric)
     return out.reset_index(drop=True)
+
+
+def _prompt_sets(frame: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """(prompt set, metric, score columns): each k-shot set and the zero-shot directions (averaged), scored in
+    BLEU when the table has it, else chrF, else ROUGE-L."""
+    sets = []
+    shots = sorted(
+        {int(c[2:].split("_")[0]) for c in frame.columns if c[:2] == "fs" and c[2:].split("_")[0].isdigit()}
+    )
+    for metric in ("bleu", "chrf", "rougeL"):
+        zs = [c for c in frame.columns if c.startswith("zs_") and c.endswith(f"_{metric}")]
+        if zs:
+            sets.append(("zero-shot", metric, zs))
+            break
+    for k in shots:
+        column = next(
+            (f"fs{k}_{m}" for m in ("bleu", "chrf", "rougeL") if f"fs{k}_{m}" in frame.columns), None
+        )
+        if column is not None:
+            sets.append((f"{k}-shot", column.rsplit("_", 1)[1], [column]))
+    return sets
+
+
+def _vs_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each finished run's zero-/few-shot score next to the score of its un-finetuned base checkpoint (the
+    ``method`` "base" rows); empty when the table has no baselines."""
+    columns = ["task", "method", "model_size", "x", "d", "prompts", "metric", "score", "baseline", "change"]
+    finished = frame[frame["status"] == "done"]
+    base = finished[finished["method"] == BASELINE_METHOD]
+    runs = finished[(finished["method"] != BASELINE_METHOD) & (finished["ft_examples"].astype(float) > 0)]
+    if base.empty or runs.empty:
+        return pd.DataFrame(columns=columns)
+
+    def keyed(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows.assign(
+            _model=rows["model_size"].astype(str),
+            _tokens=rows["pretrain_tokens"].astype(float),
+            _kind=rows["checkpoint_kind"].astype(str),
+        )
+
+    key = ["task", "_model", "_tokens", "_kind"]
+    out = []
+    for prompts, metric, score_columns in _prompt_sets(frame):
+        run_scores = keyed(runs).assign(score=runs[score_columns].astype(float).mean(axis=1, skipna=False))
+        base_scores = keyed(base).assign(
+            baseline=base[score_columns].astype(float).mean(axis=1, skipna=False)
+        )
+        base_scores = base_scores.dropna(subset=["baseline"]).drop_duplicates(subset=key)
+        merged = run_scores.dropna(subset=["score"]).merge(base_scores[[*key, "baseline"]], on=key)
+        if merged.empty:
+            continue
+        out.append(
+            merged.assign(
+                x=merged["model_params"].astype(float),
+                d=merged["ft_examples"].astype(float),
+                prompts=prompts,
+                metric=metric,
+                change=merged["score"] - merged["baseline"],
+            )[columns]
+        )
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
+
+
+def _baseline_summary(vs_baseline: pd.DataFrame) -> pd.DataFrame:
+    """Mean score change vs the base model per task, method and prompt set."""
+    columns = ["task", "method", "prompts", "metric", "mean_change", "mean_score", "mean_baseline", "n"]
+    if vs_baseline.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = vs_baseline.groupby(["task", "method", "prompts", "metric"], sort=True)
+    summary = grouped.agg(
+        mean_change=("change", "mean"),
+        mean_score=("score", "mean"),
+        mean_baseline=("baseline", "mean"),
+        n=("change", "size"),
+    )
+    return summary.reset_index()[columns]
+
+
+def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n: int = 1000) -> np.ndarray:
+    return np.array([rng.choice(values, values.size).mean() for _ in range(n)])
+
+
+def _baseline_findings(vs_baseline: pd.DataFrame, level: float, rng: np.random.Generator) -> list[Finding]:
+    """The paper's few-shot findings against the un-finetuned "Baseline" (Figs. 11-14): FMT degrades few-shot
+    ability; PET keeps it better than FMT. Zero-shot: whether finetuning raises the score above the base model
+    (Sec. 5: it can, depending on method and task)."""
+    out: list[Finding] = []
+    if vs_baseline.empty:
+        return out
+    for (task, prompts, metric), group in vs_baseline.groupby(["task", "prompts", "metric"], sort=True):
+        changes = {
+            m: group.loc[group["method"] == m, "change"].to_numpy(float)
+            for m in [*METHOD_ORDER, *sorted(set(group["method"]) - set(METHOD_ORDER))]
+            if (group["method"] == m).any()
+        }
+        per_method = "; ".join(
+            f"{METHOD_LABELS.get(m, m)} {_fmt(v.mean())} (n={v.size})" for m, v in changes.items()
+        )
+        label = f"{prompts} {metric}"
+        if prompts == "zero-shot":
+            for method, values in changes.items():
+                if values.size < 2:
+                    continue
+                verdict, low, high = _verdict(_bootstrap_mean(values, rng), level)
+                out.append(
+                    Finding(
+                        "zero_shot_vs_base",
+                        "Finetuning raises zero-shot scores above the un-finetuned model",
+                        str(task),
+                        f"{METHOD_LABELS.get(method, method)}, {label}",
+                        verdict,
+                        f"mean change vs the base model {_fmt(values.mean())} CI [{_fmt(low)}, {_fmt(high)}]; "
+                        f"all methods: {per_method}",
+                        {"estimate": float(values.mean()), "low": low, "high": high},
+                    )
+                )
+            continue
+        fmt = changes.get("fmt", np.array([]))
+        if fmt.size >= 2:
+            # the claim is a drop: the CI of (0 − change) above 0 confirms it
+            verdict, low, high = _verdict(-_bootstrap_mean(fmt, rng), level)
+            out.append(
+                Finding(
+                    "fmt_erodes_few_shot",
+                    "FMT degrades few-shot ability vs the un-finetuned model (score drops)",
+                    str(task),
+                    f"FMT, {label}",
+                    verdict,
+                    f"mean change vs the base model {_fmt(fmt.mean())} CI [{_fmt(-high)}, {_fmt(-low)}]; "
+                    f"all methods: {per_method}",
+                    {"estimate": float(fmt.mean()), "low": -high, "high": -low},
+                )
+            )
+        for method, values in changes.items():
+            if method == "fmt" or fmt.size < 2 or values.size < 2:
+                continue
+            diffs = _bootstrap_mean(values, rng) - _bootstrap_mean(fmt, rng)
+            verdict, low, high = _verdict(diffs, level)
+            estimate = float(values.mean() - fmt.mean())
+            out.append(
+                Finding(
+                    "pet_keeps_few_shot",
+                    "PET keeps few-shot ability better than FMT (smaller change vs the un-finetuned model)",
+                    str(task),
+                    f"{METHOD_LABELS.get(method, method)} vs FMT, {label}",
+                    verdict,
+                    f"mean change vs the base model {METHOD_LABELS.get(method, method)} {_fmt(values.mean())} "
+                    f"vs FMT {_fmt(fmt.mean())}; difference {_fmt(estimate)} CI [{_fmt(low)}, {_fmt(high)}]",
+                    {"estimate": estimate, "diff_low": low, "diff_high": high},
+                )
+            )
+    return out
 
 
 def _pairs(methods: list[str]) -> list[tuple[str, str]]:
@@ -881,6 +1045,8 @@ def analyse(
         t: [m for m in METHOD_ORDER if m in set(cells.loc[cells["task"] == t, "method"])] for t in tasks
     }
     findings = _findings(_ParamSource(fits, samples_by), zero_shot, tasks, methods_by_task, level, rng)
+    vs_baseline = _vs_baseline(frame)
+    findings += _baseline_findings(vs_baseline, level, rng)
     config = {
         "form": "multiplicative",
         "compare_form": "additive" if compare_additive else None,
@@ -907,6 +1073,7 @@ def analyse(
         critical_curves=curves,
         zero_shot=zero_shot,
         findings=findings,
+        vs_baseline=vs_baseline,
         laws=laws,
         single_laws=single_laws,
         bootstrap_laws=boot_laws,

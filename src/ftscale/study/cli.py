@@ -136,17 +136,27 @@ def export_command(
     raw: bool = typer.Option(
         False, "--raw", help="Every job as stored (tokenizer and pretraining jobs too, JSON columns kept)."
     ),
+    baselines: bool = typer.Option(
+        False,
+        "--baselines",
+        help="Also write one row per un-finetuned base model (method 'base'): the report's zero-/few-shot reference.",
+    ),
 ) -> None:
     """Export the results: one row per finetuning run in the report's columns (``ftscale report FILE`` reads it),
-    or with ``--raw`` one row per job as stored (axes, factors, held-out flags, metrics, timings)."""
+    with ``--baselines`` plus one row per base model evaluated without finetuning, or with ``--raw`` one row per
+    job as stored (axes, factors, held-out flags, metrics, timings)."""
     from ftscale.study.results import export_results
     from ftscale.study.store import Store
 
     if fmt not in ("csv", "parquet"):
         raise UserError(f"--format {fmt!r}: choose csv or parquet")
+    if raw and baselines:
+        raise UserError(
+            "--baselines: --raw already exports every job, baselines included; use one of the two"
+        )
     if raw:
         with Store.open(study_dir) as store:
             path = store.export(out, fmt)
     else:
-        path = export_results(study_dir, out, fmt)
+        path = export_results(study_dir, out, fmt, baselines=baselines)
     console.print(f"wrote {path}")

@@ -1,8 +1,14 @@
-"""Expand a study spec into jobs with stable ids: tokenizer → pretraining → finetuning, shared runs deduplicated.
+"""Expand a study spec into jobs with stable ids: tokenizer → pretraining → baseline → finetuning, shared runs
+deduplicated.
 
 A job id is the sha256 of a canonical JSON of everything that determines the job's result (its ``params``,
 which embed the ids of the jobs it builds on, plus :data:`CODE_VERSION`). The same run reached from several
 sweeps (e.g. the base model at full pretraining and default PET size) is one job that belongs to several factors.
+
+A ``baseline`` job evaluates a base checkpoint without finetuning (the paper's "Baseline" of the zero-/few-shot
+comparison, Figs. 6 and 11-14): one per distinct base checkpoint that generation-evaluated finetuning runs use,
+planned only when the evaluation generates and scores zero-shot directions or few-shot prompts. Baseline jobs
+have their own ids and params; adding them leaves every other job's id unchanged.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from ftscale.study.spec import PET_FACTOR_OF_METHOD, StudySpec, canonical_json
 # Bump when a change in the training / evaluation code changes results: every job id changes with it.
 CODE_VERSION = "1"
 
-JobKind = Literal["tokenizer", "pretrain", "finetune"]
-KINDS: tuple[JobKind, ...] = ("tokenizer", "pretrain", "finetune")
+JobKind = Literal["tokenizer", "pretrain", "baseline", "finetune"]
+KINDS: tuple[JobKind, ...] = ("tokenizer", "pretrain", "baseline", "finetune")
+# The ``method`` axis of baseline jobs: the base model as is (no finetuning method, no finetuning data).
+BASELINE_METHOD = "base"
 FACTORS = ("model_size", "pretrain_tokens", "prompt_length", "lora_rank")
 AXES = (
     "model_size",
@@ -52,6 +60,8 @@ class Job:
             return "tokenizer"
         if self.kind == "pretrain":
             return f"pretrain {a.get('model_size')}"
+        if self.kind == "baseline":
+            return f"baseline {a.get('model_size')}@{a.get('pretrain_tokens')} {a.get('checkpoint_kind')}"
         pet = f" pet={a['pet_size']}" if a.get("pet_size") is not None else ""
         ckpt = f"@{a['pretrain_tokens']}" if a.get("pretrain_tokens") is not None else ""
         return f"{a.get('method')} {a.get('model_size')}{ckpt}{pet} n={a.get('ft_examples')} seed={a.get('seed')}"
@@ -79,12 +89,13 @@ class StudyPlan:
         """Jobs per kind, and finetuning runs per (factor, method) with how many are held out."""
         per_kind = Counter(job.kind for job in self.jobs)
         per_factor: dict[tuple[str, str], dict[str, int]] = {}
-        for job in self.jobs:
+        runs = [job for job in self.jobs if job.kind == "finetune"]
+        for job in runs:
             for factor, heldout in job.factors.items():
                 cell = per_factor.setdefault((factor, job.axes["method"]), {"runs": 0, "heldout": 0})
                 cell["runs"] += 1
                 cell["heldout"] += int(heldout)
-        shared = sum(1 for job in self.jobs if len(job.factors) > 1)
+        shared = sum(1 for job in runs if len(job.factors) > 1)
         return {"kinds": dict(per_kind), "factors": per_factor, "shared": shared, "total": len(self.jobs)}
 
 
@@ -234,6 +245,38 @@ class _PlanBuilder:
                         factors={factor: heldout},
                     )
                 )
+        if self.baselines:  # seed 0 always generates when the evaluation does (``EvaluationSpec.for_seed``)
+            self._baseline(base, deps, factor, heldout_x)
+
+    # --- baselines: the base checkpoints without finetuning --------------------------------------------
+    @property
+    def baselines(self) -> bool:
+        """Whether the spec asks for the zero-/few-shot comparison with the un-finetuned base model."""
+        evaluation = self.spec.evaluation
+        return evaluation.generation and bool(evaluation.zero_shot or evaluation.few_shot)
+
+    def _baseline(self, base: dict[str, Any], deps: tuple[str, ...], factor: str, heldout: bool) -> None:
+        """The job that evaluates ``base`` as is, on the same test, zero-shot and seed-0 few-shot prompts as the
+        finetuning runs. It belongs to the factors of the runs on that base; held out when the factor's value is
+        (the finetuning-data hold-out does not apply: it sees no finetuning data)."""
+        params = {
+            "task": self.task,
+            "tokenizer": self.tokenizer_settings if base["source"] == "pretrain" else None,
+            "base": base,
+            "evaluation": self.spec.evaluation.for_seed(0),
+        }
+        axes = {
+            "model_size": base["size"],
+            "non_embedding_params": base.get("params"),
+            "pretrain_tokens": base["tokens"],
+            "checkpoint_kind": base["checkpoint"],
+            "method": BASELINE_METHOD,
+            "pet_size": None,
+            "ft_examples": None,
+            "seed": None,
+        }
+        job = Job(job_id("baseline", params), "baseline", params, deps, axes=axes, factors={factor: heldout})
+        self._add(job)
 
     def _default_pet(self, method: str) -> int | None:
         config = self.spec.methods.enabled()[method]

@@ -4,6 +4,11 @@ The store keeps one row per job with its factor memberships as held-out flags pe
 ``in_<factor>`` booleans, ``model_params`` as X of the model-size factor, one ``pet_size`` factor for prompt length
 and LoRA rank, the task name, and zero-/few-shot scores as flat columns. This module is the only translation
 between the two, so a CSV exported from here can be analysed without the store (``ftscale report results.csv``).
+
+The un-finetuned baselines (``baseline`` jobs) are a separate table in the same columns, with ``method`` "base" and
+no ``ft_examples`` / ``seed`` / ``pet_size``: :func:`baseline_table`. The finetuning table never holds them;
+``export_results(..., baselines=True)`` appends them, and the report uses "base" rows only as the zero-/few-shot
+reference (never in a fit).
 """
 
 from __future__ import annotations
@@ -53,9 +58,20 @@ def _either(a: pd.Series, b: pd.Series) -> pd.Series:
 
 def results_table(study_dir: str | Path) -> pd.DataFrame:
     """One row per finetuning run of the study in ``study_dir`` (every status; the report keeps ``done`` ones)."""
+    return _table(study_dir, "finetune")
+
+
+def baseline_table(study_dir: str | Path) -> pd.DataFrame:
+    """One row per baseline job (a base checkpoint evaluated without finetuning) in the columns of
+    :func:`results_table`: ``method`` is "base", the ``in_<factor>`` flags say which factors' runs use that base,
+    and ``loss``, ``bleu``, ``chrf``, ``rougeL``, ``zs_*``, ``fs*`` are its scores on the runs' prompts."""
+    return _table(study_dir, "baseline")
+
+
+def _table(study_dir: str | Path, kind: str) -> pd.DataFrame:
     with Store.open(study_dir) as store:
         frame = store.to_dataframe()
-    runs = frame[frame["kind"] == "finetune"].copy() if not frame.empty else frame
+    runs = frame[frame["kind"] == kind].copy() if not frame.empty else frame
     if runs.empty:
         return pd.DataFrame(columns=list(LEADING_COLUMNS))
     params = runs["params"].map(_json)
@@ -84,6 +100,21 @@ def results_table(study_dir: str | Path) -> pd.DataFrame:
     return runs[leading + rest].reset_index(drop=True)
 
 
-def export_results(study_dir: str | Path, out: str | Path, fmt: str) -> Path:
-    """Write :func:`results_table` to CSV or Parquet atomically."""
-    return write_table(results_table(study_dir), out, fmt)
+def export_results(study_dir: str | Path, out: str | Path, fmt: str, baselines: bool = False) -> Path:
+    """Write :func:`results_table` to CSV or Parquet atomically; ``baselines`` appends :func:`baseline_table`'s
+    rows (``method`` "base") so the report can compare zero-/few-shot scores with the un-finetuned models."""
+    table = results_table(study_dir)
+    if baselines:
+        table = with_baselines(table, baseline_table(study_dir))
+    return write_table(table, out, fmt)
+
+
+def with_baselines(runs: pd.DataFrame, baselines: pd.DataFrame) -> pd.DataFrame:
+    """The finetuning runs followed by the baseline rows, in the runs' column order (columns only one side has
+    come last)."""
+    if baselines.empty:
+        return runs
+    if runs.empty:
+        return baselines.reset_index(drop=True)
+    columns = list(runs.columns) + [c for c in baselines.columns if c not in runs.columns]
+    return pd.concat([runs, baselines], ignore_index=True)[columns]

@@ -1,4 +1,5 @@
-"""The real job function of ``ftscale study run``: tokenizer → pretraining → finetune and evaluate.
+"""The real job function of ``ftscale study run``: tokenizer → pretraining → baseline (evaluate the base model
+as is) → finetune and evaluate.
 
 Each job reads only its own ``params`` (what its id hashes) and the directories of the jobs it depends on, and
 returns a flat mapping of metrics that the store records as is. The pieces come from the library's own layers:
@@ -12,6 +13,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,12 @@ def run_job(ctx: JobContext) -> Mapping[str, Any]:
 
     _quiet_libraries()
     torch.set_num_threads(max(1, ctx.threads))
-    runners = {"tokenizer": _tokenizer_job, "pretrain": _pretrain_job, "finetune": _finetune_job}
+    runners = {
+        "tokenizer": _tokenizer_job,
+        "pretrain": _pretrain_job,
+        "baseline": _baseline_job,
+        "finetune": _finetune_job,
+    }
     return runners[ctx.kind](ctx)
 
 
@@ -270,12 +277,127 @@ def _encode(task, examples, tokenizer, spec_task: Mapping[str, Any], shots_for=N
     return encoded, kept
 
 
-def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
+def _load_base(ctx: JobContext):
+    """The job's base checkpoint as ``(model, tokenizer)``: our own pretraining checkpoint or a published model."""
     from transformers import AutoModelForCausalLM
 
-    from ftscale.data.subsets import subset
     from ftscale.data.tokenizer import load_tokenizer
+
+    base_path = _base_checkpoint(ctx)
+    if isinstance(base_path, Path):
+        return AutoModelForCausalLM.from_pretrained(base_path), load_tokenizer(base_path)
+    from ftscale.models.family import load_base_model
+
+    model, tokenizer, _ = load_base_model(base_path, ctx.params["base"].get("revision"))
+    return model, tokenizer
+
+
+@dataclass
+class EvalSets:
+    """What a finetuned model and its un-finetuned baseline are scored on, encoded by one code path so both see
+    identical inputs: the test split, zero-shot directions and few-shot prompts (prompt ids, references)."""
+
+    test: list[Any]
+    refs: list[str]
+    tgt_lang: str
+    zero_shot: dict[str, tuple[list[list[int]], list[str]]]
+    few_shot: dict[int, tuple[list[list[int]], list[str]]]
+
+
+def _eval_sets(
+    data, tokenizer, spec_task: Mapping[str, Any], evaluation: Mapping[str, Any], seed: int
+) -> EvalSets:
+    """Encode the evaluation sets; the few-shot shots are drawn with ``seed`` (the baseline uses seed 0, the seed
+    of the finetuning runs that score few-shot prompts)."""
+    task = data.task
+    test, test_kept = _encode(task, data.test, tokenizer, spec_task)
+    refs = [example.target for example in test_kept]
+    # One tokenisation for the metrics: sacrebleu's "zh" tokenizer also handles non-Chinese text, so a mix with
+    # Chinese targets (e.g. De+Zh summarisation) is scored with it.
+    target_langs = {example.tgt_lang for example in test_kept}
+    tgt_lang = "zh" if "zh" in target_langs else test_kept[0].tgt_lang
+    zero_shot = {}
+    for direction in evaluation.get("zero_shot") or []:  # directions were checked by preflight
+        encoded, kept = _encode(task, data.zero_shot[direction], tokenizer, spec_task)
+        zero_shot[direction] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
+    few_shot = {}
+    rng = random.Random(seed)
+    for k in evaluation.get("few_shot") or []:
+        # Shots come from the training pool (never the test set), drawn per test example with a fixed seed.
+        shots = [rng.sample(data.train, k) for _ in test_kept]
+        encoded, kept = _encode(task, test_kept, tokenizer, spec_task, shots_for=lambda i, s=shots: s[i])
+        few_shot[k] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
+    return EvalSets(test, refs, tgt_lang, zero_shot, few_shot)
+
+
+def _evaluate(model, tokenizer, sets: EvalSets, evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """Test loss and generation scores of ``model`` as flat metrics (``zs_<direction>_<metric>``,
+    ``fs<k>_<metric>``), named alike for finetuning runs and baselines."""
     from ftscale.finetune.evaluate import evaluate_model
+
+    ev = evaluate_model(
+        model,
+        tokenizer,
+        sets.test,
+        sets.refs,
+        sets.tgt_lang,
+        generation=bool(evaluation.get("generation", True)),
+        max_eval_examples=evaluation.get("max_eval_examples"),
+        zero_shot=sets.zero_shot or None,
+        few_shot=sets.few_shot or None,
+        max_new_tokens=evaluation.get("max_new_tokens", 64),
+    )
+    metrics: dict[str, Any] = {
+        "loss": ev.test_loss,
+        "ppl": ev.test_ppl,
+        "n_test_tokens": ev.n_test_tokens,
+        "bleu": ev.bleu,
+        "chrf": ev.chrf,
+        "rougeL": ev.rougeL,
+    }
+    for name, scores in ev.zero_shot.items():
+        for metric, value in scores.items():
+            if metric != "n":
+                metrics[f"zs_{name}_{metric}"] = value
+    for k, scores in ev.few_shot.items():
+        for metric, value in scores.items():
+            if metric != "n":
+                metrics[f"fs{k}_{metric}"] = value
+    return metrics
+
+
+def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
+    """The base checkpoint as is, no training: the paper's "Baseline" of the zero-/few-shot comparison, scored
+    on exactly the prompts of the seed-0 finetuning runs."""
+    from ftscale.finetune.evaluate import target_loss
+    from ftscale.finetune.methods import count_non_embedding_parameters
+    from ftscale.finetune.train import resolve_device
+
+    params = ctx.params
+    spec_task = params["task"]
+    data = task_data(spec_task)
+    model, tokenizer = _load_base(ctx)
+    model.to(resolve_device(ctx.device if ctx.device in ("cpu", "cuda", "auto") else "auto"))
+    evaluation = params["evaluation"]
+    sets = _eval_sets(data, tokenizer, spec_task, evaluation, seed=0)
+    dev, _ = _encode(data.task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
+    started = time.perf_counter()
+    metrics = _evaluate(model, tokenizer, sets, evaluation)
+    metrics.update(
+        {
+            # the dev loss of the base model: the finetuning curves' starting point at zero finetuning examples
+            "dev_loss": target_loss(model, dev).loss,
+            "eval_seconds": time.perf_counter() - started,
+            "trainable_params": 0,
+            "total_params": sum(p.numel() for p in model.parameters()),
+            "base_non_embedding_params": count_non_embedding_parameters(model),
+        }
+    )
+    return metrics
+
+
+def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
+    from ftscale.data.subsets import subset
     from ftscale.finetune.methods import MethodConfig, prepare_model
     from ftscale.finetune.train import FinetuneConfig, finetune
 
@@ -283,20 +405,14 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     spec_task = params["task"]
     data = task_data(spec_task)
     task = data.task
-    base_path = _base_checkpoint(ctx)
-    if isinstance(base_path, Path):
-        model = AutoModelForCausalLM.from_pretrained(base_path)
-        tokenizer = load_tokenizer(base_path)
-    else:
-        from ftscale.models.family import load_base_model
-
-        model, tokenizer, _ = load_base_model(base_path, params["base"].get("revision"))
+    model, tokenizer = _load_base(ctx)
 
     seed = params["seed"]
     train_examples = subset(data.train, params["ft_examples"], seed=seed)
     train, _ = _encode(task, train_examples, tokenizer, spec_task)
     dev, _ = _encode(task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
-    test, test_kept = _encode(task, data.test, tokenizer, spec_task)
+    evaluation = params["evaluation"]
+    sets = _eval_sets(data, tokenizer, spec_task, evaluation, seed=seed)
 
     mc = params["method_config"]
     method = params["method"]
@@ -326,40 +442,11 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     if result.status != "done":
         raise RuntimeError(result.status)
 
-    evaluation = params["evaluation"]
-    refs = [example.target for example in test_kept]
-    # One tokenisation for the metrics: sacrebleu's "zh" tokenizer also handles non-Chinese text, so a mix with
-    # Chinese targets (e.g. De+Zh summarisation) is scored with it.
-    target_langs = {example.tgt_lang for example in test_kept}
-    tgt_lang = "zh" if "zh" in target_langs else test_kept[0].tgt_lang
-    zero_shot = {}
-    for direction in evaluation.get("zero_shot") or []:  # directions were checked by preflight
-        encoded, kept = _encode(task, data.zero_shot[direction], tokenizer, spec_task)
-        zero_shot[direction] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
-    few_shot = {}
-    rng = random.Random(seed)
-    for k in evaluation.get("few_shot") or []:
-        # Shots come from the training pool (never the test set), drawn per test example with a fixed seed.
-        shots = [rng.sample(data.train, k) for _ in test_kept]
-        encoded, kept = _encode(task, test_kept, tokenizer, spec_task, shots_for=lambda i, s=shots: s[i])
-        few_shot[k] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
-
-    ev = evaluate_model(
-        model,
-        tokenizer,
-        test,
-        refs,
-        tgt_lang,
-        generation=bool(evaluation.get("generation", True)),
-        max_eval_examples=evaluation.get("max_eval_examples"),
-        zero_shot=zero_shot or None,
-        few_shot=few_shot or None,
-        max_new_tokens=evaluation.get("max_new_tokens", 64),
-    )
+    scores = _evaluate(model, tokenizer, sets, evaluation)
     metrics: dict[str, Any] = {
-        "loss": ev.test_loss,
-        "ppl": ev.test_ppl,
-        "n_test_tokens": ev.n_test_tokens,
+        "loss": scores.pop("loss"),
+        "ppl": scores.pop("ppl"),
+        "n_test_tokens": scores.pop("n_test_tokens"),
         "dev_loss": result.best_dev_loss,
         "best_step": result.best_step,
         "steps_run": result.steps_run,
@@ -371,16 +458,6 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
         "total_params": info.total,
         "base_non_embedding_params": info.base_non_embedding,
         "n_train_examples": len(train),
-        "bleu": ev.bleu,
-        "chrf": ev.chrf,
-        "rougeL": ev.rougeL,
+        **scores,
     }
-    for name, scores in ev.zero_shot.items():
-        for metric, value in scores.items():
-            if metric != "n":
-                metrics[f"zs_{name}_{metric}"] = value
-    for k, scores in ev.few_shot.items():
-        for metric, value in scores.items():
-            if metric != "n":
-                metrics[f"fs{k}_{metric}"] = value
     return metrics
