@@ -79,7 +79,9 @@ def test_generation_seeds_limits_generation_and_keeps_other_ids() -> None:
 
 def test_balanced_mix_takes_the_language_with_fewest_characters() -> None:
     docs = {"de": ["a" * 100, "b" * 100], "en": ["x" * 10] * 30}
-    out = list(_balanced(docs))
+    tagged = list(_balanced(docs))
+    assert {name for name, _ in tagged} == {"de", "en"}
+    out = [doc for _, doc in tagged]
     assert sorted(out) == sorted(docs["de"] + docs["en"])
     # after the first long German document, English catches up before German goes on
     assert out[0] == "a" * 100 and out[1:11] == ["x" * 10] * 10 and out[11] == "b" * 100
@@ -106,3 +108,19 @@ def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) ->
     captions = set(corpus.by_source["de"]["multi30k"])
     in_domain = sum(len(d) for d in head if d in captions)
     assert in_domain / total > 0.15
+
+
+def test_pretraining_mix_counts_what_the_run_reads() -> None:
+    from ftscale.data.tokenizer import train_tokenizer
+    from ftscale.study.runner import pretraining_mix
+
+    task = {"name": "synthetic-en-de", "options": {"n_train": 200, "pretraining_tokens": 60_000}}
+    texts = list(itertools.islice(pretraining_texts(task, None), 200))
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    rows = pretraining_mix(task, None, tokenizer, total_tokens=5_000, seq_len=64)
+    assert [row["stream"] for row in rows] == ["de", "en"]
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    read = sum(row["tokens"] for row in rows)
+    assert read >= 5_000 and all(row["documents"] > 0 and row["characters"] > 0 for row in rows)
+    # the round-robin of the task's own text: both languages have (nearly) the same number of documents
+    assert abs(rows[0]["documents"] - rows[1]["documents"]) <= 1

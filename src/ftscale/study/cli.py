@@ -128,6 +128,52 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
         console.print(f"... and {len(failed) - 20} more failed jobs")
 
 
+@study_app.command("mix")
+def mix_command(
+    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml"),
+    study_dir: Path = typer.Option(..., "--dir", help="Study directory whose tokenizer job is done."),
+) -> None:
+    """The pretraining mix of the study's base family: documents, characters and tokens per stream (language /
+    source) within the pretraining budget, counted with the study's own tokenizer."""
+    from ftscale.study.plan import build_plan
+    from ftscale.study.runner import TOKENIZER_DIR, pretraining_mix
+    from ftscale.study.spec import load_spec
+    from ftscale.study.store import Store
+
+    spec = load_spec(spec_path)
+    pre = spec.family.pretrain
+    if pre is None:
+        raise UserError(
+            f"{spec_path}: the family is loaded from the hub; there is no pretraining mix to show"
+        )
+    plan = build_plan(spec)
+    (tokenizer_job,) = [job for job in plan.jobs if job.kind == "tokenizer"]
+    with Store.open(study_dir) as store:
+        row = next((r for r in store.rows() if r["id"] == tokenizer_job.id), None)
+    if row is None or row["status"] != "done":
+        raise UserError(f"{study_dir}: the tokenizer job of {spec_path} is not done; run the study first")
+    from ftscale.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(study_dir / "jobs" / f"tokenizer-{tokenizer_job.id[:16]}" / TOKENIZER_DIR)
+    rows = pretraining_mix(
+        spec.task.model_dump(mode="json"), pre.corpus, tokenizer, pre.total_tokens, pre.seq_len
+    )
+    table = Table(
+        title=f"pretraining mix of {spec.name}: {pre.total_tokens:,} tokens ({pre.corpus or 'task'} corpus)"
+    )
+    for column in ("stream", "documents", "characters", "tokens", "share"):
+        table.add_column(column, justify="left" if column == "stream" else "right")
+    for r in rows:
+        table.add_row(
+            r["stream"],
+            f"{r['documents']:,}",
+            f"{r['characters']:,}",
+            f"{r['tokens']:,}",
+            f"{r['share']:.1%}",
+        )
+    console.print(table)
+
+
 @study_app.command("export")
 def export_command(
     study_dir: Path = typer.Argument(..., metavar="DIR"),

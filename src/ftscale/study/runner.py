@@ -94,33 +94,51 @@ def preflight(spec: Any) -> None:
             )
 
 
-def _interleave(streams: Iterable[Iterable[str]]) -> Iterator[str]:
+def _interleave(streams: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
     """Round-robin over several document streams, so a language mix is mixed from the first batch on."""
-    iterators = [iter(s) for s in streams]
+    iterators = {name: iter(docs) for name, docs in streams.items()}
     while iterators:
-        alive = []
-        for it in iterators:
-            doc = next(it, None)
-            if doc is not None:
-                yield doc
-                alive.append(it)
-        iterators = alive
+        for name in list(iterators):
+            doc = next(iterators[name], None)
+            if doc is None:
+                del iterators[name]
+            else:
+                yield name, doc
 
 
-def _balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[str]:
+def _balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
     """Documents from several streams, always taking the next one from the stream with the fewest characters
     emitted so far: an even mix by volume (long Wikipedia articles do not crowd out short sentence documents),
     until a stream runs out and the others go on."""
-    iterators = {lang: iter(docs) for lang, docs in streams.items()}
+    iterators = {name: iter(docs) for name, docs in streams.items()}
     emitted = dict.fromkeys(iterators, 0)
     while iterators:
-        lang = min(iterators, key=lambda name: (emitted[name], name))
-        doc = next(iterators[lang], None)
+        name = min(iterators, key=lambda key: (emitted[key], key))
+        doc = next(iterators[name], None)
         if doc is None:
-            del iterators[lang]
+            del iterators[name]
             continue
-        emitted[lang] += len(doc)
-        yield doc
+        emitted[name] += len(doc)
+        yield name, doc
+
+
+def pretraining_streams(task: Mapping[str, Any], corpus: str | None) -> Iterator[tuple[str, str]]:
+    """``(stream, document)`` pairs in the order the base family reads them; the stream is ``"<lang>/<source>"``
+    for the shared corpus and the language for the task's own text (see ``pretraining_texts``)."""
+    data = task_data(task)
+    if corpus == "shared":
+        from ftscale.data.adapters import pretraining_corpus
+
+        langs = sorted({lang for lang in data.task.languages} | {"en"})
+        shared = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0)
+        return _balanced(
+            {f"{lang}/{name}": docs for lang in langs for name, docs in shared.by_source[lang].items()}
+        )
+    if not data.pretraining_text:
+        raise UserError(
+            f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"
+        )
+    return _interleave({lang: make() for lang, make in data.pretraining_text.items()})
 
 
 def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[str]:
@@ -128,19 +146,47 @@ def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[s
     ``corpus="shared"`` for the multilingual corpus built from the real data's training splits: the task's
     languages and English, every (language, source) stream mixed evenly by characters, so that in-domain
     sentence data is not drowned by Wikipedia articles and a language's smaller source runs out first."""
-    data = task_data(task)
-    if corpus == "shared":
-        from ftscale.data.adapters import pretraining_corpus
+    return (doc for _, doc in pretraining_streams(task, corpus))
 
-        langs = sorted({lang for lang in data.task.languages} | {"en"})
-        corpus = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0)
-        streams = {f"{lang}/{name}": docs for lang in langs for name, docs in corpus.by_source[lang].items()}
-        return _balanced(streams)
-    if not data.pretraining_text:
-        raise UserError(
-            f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"
-        )
-    return _interleave(make() for make in data.pretraining_text.values())
+
+def pretraining_mix(
+    task: Mapping[str, Any], corpus: str | None, tokenizer: Any, total_tokens: int, seq_len: int
+) -> list[dict[str, Any]]:
+    """What a pretraining run of ``total_tokens`` reads, per stream: documents, characters and tokens (with EOS).
+
+    Pretraining tokenises the stream in batches of 512 documents until it holds the tokens it needs, then trains
+    on a seeded sample of that head's packed rows, so the shares below are the expected shares of the training
+    tokens (``read_tokens`` may exceed ``total_tokens`` by up to one batch of documents)."""
+    needed = (total_tokens // seq_len) * seq_len + 1
+    rows: dict[str, dict[str, Any]] = {}
+    read = 0
+    batch: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        nonlocal read
+        for (name, doc), n in zip(batch, _token_lengths(tokenizer, [d for _, d in batch]), strict=True):
+            row = rows.setdefault(name, {"stream": name, "documents": 0, "characters": 0, "tokens": 0})
+            row["documents"] += 1
+            row["characters"] += len(doc)
+            row["tokens"] += n
+            read += n
+        batch.clear()
+
+    for item in pretraining_streams(task, corpus):
+        batch.append(item)
+        if len(batch) == 512:
+            flush()
+            if read >= needed:
+                break
+    if batch:
+        flush()
+    for row in rows.values():
+        row["share"] = row["tokens"] / read if read else 0.0
+    return sorted(rows.values(), key=lambda row: row["stream"])
+
+
+def _token_lengths(tokenizer: Any, docs: list[str]) -> list[int]:
+    return [len(ids) + 1 for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]]
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer
