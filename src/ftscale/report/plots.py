@@ -77,10 +77,19 @@ def _x_label(factor: str, x: float, pts) -> str:
 
 
 def critical_sizes(analysis: Analysis, task: str) -> Figure | None:
-    """Fig. 5: critical D_f vs X per method pair, with the bootstrap CI as a band (none plotted where no crossing)."""
+    """Fig. 5: critical D_f vs X per method pair, with the bootstrap CI as a band.
+
+    Only pairs that cross somewhere are drawn, one panel per factor that has such a pair; ``None`` when no pair
+    crosses at all (the critical-size table says so): a log axis with nothing on it cannot be drawn.
+    """
     crit = (
         analysis.critical[analysis.critical["task"] == task] if len(analysis.critical) else analysis.critical
     )
+    if crit.empty:
+        return None
+    crossing = np.isfinite(crit["critical"].astype(float)) & (crit["critical"].astype(float) > 0)
+    crossing_pairs = set(zip(crit.loc[crossing, "factor"], crit.loc[crossing, "pair"], strict=True))
+    crit = crit[[key in crossing_pairs for key in zip(crit["factor"], crit["pair"], strict=True)]]
     if crit.empty:
         return None
     factors = [f for f in FACTOR_BY_NAME if f in set(crit["factor"])]
