@@ -118,6 +118,30 @@ def test_a_different_spec_is_refused(tmp_path: Path) -> None:
     assert summary.done == summary.total and summary.executed < summary.total  # shared runs kept
 
 
+def test_results_and_status_hold_only_the_current_plan(tmp_path: Path) -> None:
+    from ftscale.study.results import results_table
+
+    run_study(spec(), tmp_path / "s", fake_job, progress=False)
+    changed = copy.deepcopy(SMALL)
+    changed["methods"]["lora"]["lr"] = 5e-3  # new ids for every LoRA run
+    plan = build_plan(parse_spec(changed))
+    run_study(parse_spec(changed), tmp_path / "s", fake_job, progress=False, force=True)
+    table = results_table(tmp_path / "s")
+    wanted = {job.id for job in plan.jobs if job.kind == "finetune"}
+    assert set(table["run_id"]) == wanted
+    everything = results_table(tmp_path / "s", all_plans=True)
+    old_lora = set(everything["run_id"]) - wanted
+    assert old_lora and len(everything) == len(table) + len(old_lora)
+    status = subprocess.run(
+        [sys.executable, "-m", "ftscale", "study", "status", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=True,
+    )
+    assert f"{len(old_lora)} job(s) of an older plan are kept but not run" in status.stdout
+
+
 def test_process_pool_gives_the_same_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", f"{REPO_ROOT / 'src'}:{REPO_ROOT / 'tests'}")
     run_study(spec(), tmp_path / "seq", fake_job, progress=False)

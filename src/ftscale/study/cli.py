@@ -102,6 +102,10 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
     with Store.open(study_dir) as store:
         rows = store.rows()
         active = store.lock_is_held()
+        current = store.meta("spec_hash")
+    # Jobs of an older plan (kept after 'study run --force' with a changed spec) are not part of this study.
+    older = [row for row in rows if current is not None and row["spec_hash"] != current]
+    rows = [row for row in rows if current is None or row["spec_hash"] == current]
     statuses = ("done", "running", "failed", "pending")
     groups: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -116,6 +120,11 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
     for key, counts in groups.items():
         table.add_row(key, *(str(counts[name]) for name in statuses))
     console.print(table)
+    if older:
+        done = sum(row["status"] == "done" for row in older)
+        console.print(
+            f"{len(older)} job(s) of an older plan are kept but not run ({done} done); not counted above"
+        )
     stale = [row for row in rows if row["status"] == "running"]
     if stale and not active:
         console.print(

@@ -56,21 +56,27 @@ def _either(a: pd.Series, b: pd.Series) -> pd.Series:
     return a.where(a.notna(), b)
 
 
-def results_table(study_dir: str | Path) -> pd.DataFrame:
-    """One row per finetuning run of the study in ``study_dir`` (every status; the report keeps ``done`` ones)."""
-    return _table(study_dir, "finetune")
+def results_table(study_dir: str | Path, all_plans: bool = False) -> pd.DataFrame:
+    """One row per finetuning run of the study in ``study_dir`` (every status; the report keeps ``done`` ones).
+
+    Only the runs of the current plan are included: after ``study run --force`` with a changed spec, the jobs of
+    the older plan stay in the store but are not results of this study (``all_plans=True`` includes them)."""
+    return _table(study_dir, "finetune", all_plans)
 
 
-def baseline_table(study_dir: str | Path) -> pd.DataFrame:
+def baseline_table(study_dir: str | Path, all_plans: bool = False) -> pd.DataFrame:
     """One row per baseline job (a base checkpoint evaluated without finetuning) in the columns of
     :func:`results_table`: ``method`` is "base", the ``in_<factor>`` flags say which factors' runs use that base,
     and ``loss``, ``bleu``, ``chrf``, ``rougeL``, ``zs_*``, ``fs*`` are its scores on the runs' prompts."""
-    return _table(study_dir, "baseline")
+    return _table(study_dir, "baseline", all_plans)
 
 
-def _table(study_dir: str | Path, kind: str) -> pd.DataFrame:
+def _table(study_dir: str | Path, kind: str, all_plans: bool = False) -> pd.DataFrame:
     with Store.open(study_dir) as store:
         frame = store.to_dataframe()
+        current = store.meta("spec_hash")
+    if not frame.empty and not all_plans and current is not None:
+        frame = frame[frame["spec_hash"] == current]
     runs = frame[frame["kind"] == kind].copy() if not frame.empty else frame
     if runs.empty:
         return pd.DataFrame(columns=list(LEADING_COLUMNS))
