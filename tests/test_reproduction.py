@@ -136,6 +136,27 @@ def test_main_reports_user_errors_in_one_line(tmp_path, capsys):
     assert "manifest.json" in err and len(err.strip().splitlines()) == 1
 
 
+def test_unreadable_results_dir_manifest_or_doc_is_a_one_line_error(tmp_path, capsys):
+    doc = tmp_path / "doc.md"
+    doc.write_text(SAMPLE)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir" / "manifest.json").mkdir(parents=True)
+    (tmp_path / "latin1").mkdir()
+    (tmp_path / "latin1" / "manifest.json").write_bytes(b"\xff\xfe")
+    (tmp_path / "bad.md").write_bytes(b"\xff")
+    cases = [
+        ([str(tmp_path / "absent"), "--doc", str(doc)], "absent: not a directory"),
+        ([str(tmp_path / "file"), "--doc", str(doc)], "file: not a directory"),
+        ([str(tmp_path / "dir"), "--doc", str(doc)], "cannot read the manifest"),
+        ([str(tmp_path / "latin1"), "--doc", str(doc)], "invalid JSON"),
+        ([str(tmp_path), "--doc", str(tmp_path / "bad.md")], "cannot read the document"),
+    ]
+    for argv, message in cases:
+        assert reproduction.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
 @pytest.mark.parametrize(
     ("manifest", "message"),
     [
@@ -144,6 +165,7 @@ def test_main_reports_user_errors_in_one_line(tmp_path, capsys):
         ({"tasks": {"en-de": {"file": "a.csv", "paper": "wmt"}}}, "tasks.en-de.paper"),
         ({"tasks": {"a b": {"file": "a.csv", "paper": "sum"}}}, "key must use"),
         ({"tasks": {"sum": {"file": "a.csv", "paper": "sum"}}, "bootstrap": -1}, "bootstrap"),
+        ({"tasks": {"sum": {"file": "a.csv", "paper": "sum"}}, "seed": True}, "'seed'"),
     ],
 )
 def test_manifest_mistakes_name_the_field(tmp_path, manifest, message):

@@ -124,3 +124,32 @@ def test_pretraining_mix_counts_what_the_run_reads() -> None:
     assert read >= 5_000 and all(row["documents"] > 0 and row["characters"] > 0 for row in rows)
     # the round-robin of the task's own text: both languages have (nearly) the same number of documents
     assert abs(rows[0]["documents"] - rows[1]["documents"]) <= 1
+
+
+def test_mix_command_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import cli_env
+    from ftscale.study.store import Store
+    from test_study_baseline_plan import HF
+
+    preset = str(REPO_ROOT / "configs" / "small.yaml")
+    (tmp_path / "hf.yaml").write_text(yaml.safe_dump(HF))
+    Store.prepare(tmp_path / "fresh", load_spec(preset)).close()  # planned, nothing run
+    cases = [
+        ((preset, "--dir", str(tmp_path / "absent")), "not a study directory"),
+        ((str(tmp_path / "hf.yaml"), "--dir", str(tmp_path / "absent")), "loaded from the hub"),
+        ((preset, "--dir", str(tmp_path / "fresh")), "tokenizer job"),
+    ]
+    for args, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "ftscale", "study", "mix", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+        )
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1

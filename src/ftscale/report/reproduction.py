@@ -86,14 +86,20 @@ class Manifest:
 
 def load_manifest(path: Path) -> Manifest:
     """Read ``manifest.json``; every mistake is a one-line ``DataError`` naming the field."""
+    if not path.parent.is_dir():
+        raise DataError(f"{path.parent}: not a directory; pass the directory that holds {path.name}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(
             f"{path}: no manifest; create it with the tasks' results files (see module docs)"
         ) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: invalid JSON ({exc})") from None
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot read the manifest ({exc.strerror}); make it a readable JSON file"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict) or not raw["tasks"]:
         raise DataError(
             f"{path}: expected an object with a non-empty 'tasks' mapping of key -> {{file, label, paper}}"
@@ -115,7 +121,7 @@ def load_manifest(path: Path) -> Manifest:
             TaskEntry(key, spec["file"], str(spec.get("label", key)), paper_task, spec.get("task"))
         )
     seed, bootstrap = raw.get("seed", DEFAULT_SEED), raw.get("bootstrap", DEFAULT_BOOTSTRAP)
-    if not isinstance(seed, int) or not isinstance(bootstrap, int) or bootstrap < 0:
+    if any(type(value) is not int for value in (seed, bootstrap)) or bootstrap < 0:
         raise DataError(f"{path}: 'seed' and 'bootstrap' must be integers (bootstrap ≥ 0)")
     return Manifest(tuple(entries), seed=seed, bootstrap=bootstrap)
 
@@ -591,7 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.doc.is_file():
             raise UserError(f"{args.doc}: document not found; pass --doc with the write-up's path")
-        text = args.doc.read_text(encoding="utf-8")
+        try:
+            text = args.doc.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(
+                f"{args.doc}: cannot read the document ({exc}); pass a UTF-8 Markdown file"
+            ) from None
         parse_blocks(text, str(args.doc))  # marker mistakes surface before minutes of fitting
         result = regenerate(args.results_dir, args.plots)
     except UserError as exc:

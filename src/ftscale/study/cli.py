@@ -144,7 +144,7 @@ def mix_command(
 ) -> None:
     """The pretraining mix of the study's base family: documents, characters and tokens per stream (language /
     source) within the pretraining budget, counted with the study's own tokenizer."""
-    from ftscale.study.plan import build_plan
+    from ftscale.study.plan import build_plan, job_dir_name
     from ftscale.study.runner import TOKENIZER_DIR, pretraining_mix
     from ftscale.study.spec import load_spec
     from ftscale.study.store import Store
@@ -163,7 +163,7 @@ def mix_command(
         raise UserError(f"{study_dir}: the tokenizer job of {spec_path} is not done; run the study first")
     from ftscale.data.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(study_dir / "jobs" / f"tokenizer-{tokenizer_job.id[:16]}" / TOKENIZER_DIR)
+    tokenizer = load_tokenizer(study_dir / "jobs" / job_dir_name(tokenizer_job) / TOKENIZER_DIR)
     rows = pretraining_mix(
         spec.task.model_dump(mode="json"), pre.corpus, tokenizer, pre.total_tokens, pre.seq_len
     )

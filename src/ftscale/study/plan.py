@@ -67,6 +67,11 @@ class Job:
         return f"{a.get('method')} {a.get('model_size')}{ckpt}{pet} n={a.get('ft_examples')} seed={a.get('seed')}"
 
 
+def job_dir_name(job: Job) -> str:
+    """The job's working directory under ``DIR/jobs/``: kind and the first 16 hex digits of its id."""
+    return f"{job.kind}-{job.id[:16]}"
+
+
 def job_id(kind: str, params: dict[str, Any]) -> str:
     payload = {"kind": kind, "code_version": CODE_VERSION, "params": params}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()

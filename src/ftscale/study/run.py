@@ -18,7 +18,7 @@ from typing import Any
 
 from ftscale.errors import UserError
 from ftscale.study.executors import JobContext, JobFunction, Outcome, make_executor, set_progress_hook
-from ftscale.study.plan import StudyPlan, build_plan
+from ftscale.study.plan import StudyPlan, build_plan, job_dir_name
 from ftscale.study.runner import preflight, run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
@@ -151,14 +151,14 @@ class _Driver:
     def _context(self, job_id: str, attempt: int, threads: int) -> JobContext:
         job = self.plan.by_id[job_id]
         jobs_dir = self.store.study_dir / "jobs"
-        dep_dirs = {dep: jobs_dir / f"{self.plan.by_id[dep].kind}-{dep[:16]}" for dep in job.deps}
+        dep_dirs = {dep: jobs_dir / job_dir_name(self.plan.by_id[dep]) for dep in job.deps}
         return JobContext(
             job_id=job.id,
             kind=job.kind,
             params=job.params,
             axes=job.axes,
             study_dir=self.store.study_dir.resolve(),
-            work_dir=(jobs_dir / f"{job.kind}-{job.id[:16]}").resolve(),
+            work_dir=(jobs_dir / job_dir_name(job)).resolve(),
             dep_dirs={dep: path.resolve() for dep, path in dep_dirs.items()},
             dep_results={dep: self.store.metrics_of(dep) for dep in job.deps},
             attempt=attempt,
