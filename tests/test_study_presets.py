@@ -153,3 +153,20 @@ def test_mix_command_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         )
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_plan_data_prints_the_split_sizes() -> None:
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ftscale", "study", "plan", "tiny", "--data"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        check=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("task "))
+    assert line.startswith("task synthetic-en-de: train 2,000, dev 100, test 200, zero-shot fr-de")

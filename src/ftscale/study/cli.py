@@ -74,12 +74,26 @@ def run_command(
 
 
 @study_app.command("plan")
-def plan_command(spec_path: Path = typer.Argument(..., metavar="STUDY.yaml")) -> None:
+def plan_command(
+    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml"),
+    data: bool = typer.Option(False, "--data", help="Also load the task and print its split sizes."),
+) -> None:
     """Print the jobs the study expands to (per kind and per factor × method) without running anything."""
     from ftscale.study.plan import build_plan
     from ftscale.study.spec import load_spec
 
     spec = load_spec(spec_path)
+    if data:
+        from ftscale.study.runner import preflight, task_data
+
+        preflight(spec)  # the same checks as 'study run': missing files, unknown zero-shot directions
+        splits = task_data(spec.task.model_dump(mode="json"))
+        sizes = [f"train {len(splits.train):,}", f"dev {len(splits.dev):,}", f"test {len(splits.test):,}"]
+        sizes += [
+            f"zero-shot {name} {len(examples):,}" for name, examples in sorted(splits.zero_shot.items())
+        ]
+        pool = f" (train pool capped at {spec.task.train_pool:,})" if spec.task.train_pool else ""
+        console.print(f"task {splits.task.name}: {', '.join(sizes)}{pool}", highlight=False, soft_wrap=True)
     plan = build_plan(spec)
     counts = plan.counts()
     table = Table(title=f"study {spec.name}: {counts['total']} jobs")
