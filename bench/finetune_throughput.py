@@ -7,7 +7,8 @@ selection, for FMT, LoRA and prompt tuning, measured in one process. The trainin
 ``steps * batch_size`` examples, so both sides process exactly the same tokens (one epoch).
 
 Tokens/s = non-padding tokens of the training set / wall time from model preparation to the end of training
-(dev evaluations included; ftscale also pays an extra dev evaluation at step 0).
+(dev evaluations included). ftscale evaluates the dev loss at step 0 too (the starting weights are a candidate
+checkpoint), so the Trainer is given ``eval_on_start=True``: both sides run the same evaluations.
 
     python bench/finetune_throughput.py [--steps 60] [--repeats 1]
 """
@@ -125,6 +126,7 @@ def run_trainer(
             optim="adamw_torch",
             eval_strategy="steps",
             eval_steps=eval_every,
+            eval_on_start=True,  # the same cadence as ftscale, which evaluates the starting weights too
             save_strategy="steps",
             save_steps=eval_every,
             save_only_model=True,
