@@ -355,3 +355,20 @@ def test_committed_reproduction_doc_matches_committed_results():
         f"docs/REPRODUCTION.md drifted from the results ({differ}); "
         "regenerate: python -m ftscale.report.reproduction docs/reproduction --doc docs/REPRODUCTION.md"
     )
+
+
+def test_heldout_noise_floor_is_the_mean_standard_error_of_held_out_cells():
+    from types import SimpleNamespace
+
+    cells = pd.DataFrame(
+        {
+            "task": ["t", "t", "t", "t", "other"],
+            "factor": ["model_size", "pet_size", "model_size", "pretrain_tokens_annealed", "model_size"],
+            "heldout": [True, True, False, True, True],
+            "loss_std": [0.03, 0.06, 0.5, 0.5, 0.5],
+            "n_seeds": [3, 3, 3, 3, 3],
+        }
+    )
+    analysis = SimpleNamespace(cells=cells)
+    se, n = reproduction._heldout_noise([(analysis, "t", "en-de")])
+    assert n == 2 and se == pytest.approx((0.03 + 0.06) / 2 / 3**0.5)

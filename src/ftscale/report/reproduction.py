@@ -306,6 +306,7 @@ def heldout_block(analysis: Analysis, task: str, paper_task: str) -> str:
 
 def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
     """Mean Δh of both laws over every (task, method, factor) setting present, beside the paper's 0.0079 / 0.0083."""
+    entries = list(entries)
     ours: dict[str, list[float]] = {"multiplicative": [], "additive": []}
     theirs: dict[str, list[float]] = {"multiplicative": [], "additive": []}
     ours_wins = theirs_wins = n_theirs = 0
@@ -344,7 +345,28 @@ def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
         f"\nSettings (task × method × factor, annealed factor excluded): ours {n_ours}, multiplicative lower in "
         f"{ours_wins}; paper, same settings: {n_theirs}, multiplicative lower in {theirs_wins}.\n"
     )
+    noise = _heldout_noise(entries)
+    if noise is not None:
+        se, n_cells = noise
+        text += (
+            f"\nNoise floor: over our {n_cells} held-out cells, the standard error of a cell's mean loss over seeds "
+            f"(std / √n) averages {_num(se)} nats; a law that predicted every cell's true mean exactly would still "
+            f"score Δh ≈ {_num(math.sqrt(2 / math.pi) * se)} (the mean absolute value of that error).\n"
+        )
     return text
+
+
+def _heldout_noise(entries: Iterable[tuple[Analysis, str, str]]) -> tuple[float, int] | None:
+    """Mean standard error (over seeds) of the held-out cells' mean loss, and the number of such cells."""
+    errors: list[float] = []
+    for analysis, task, _ in entries:
+        cells = analysis.cells
+        if not len(cells):
+            continue
+        held = cells[(cells["task"] == task) & cells["heldout"].astype(bool) & (cells["n_seeds"] > 1)]
+        held = held[held["factor"].isin(PAPER_FACTORS_IN_OURS)]
+        errors += list(held["loss_std"] / np.sqrt(held["n_seeds"]))
+    return (float(np.mean(errors)), len(errors)) if errors else None
 
 
 def critical_block(analysis: Analysis, task: str, paper_task: str) -> str:
