@@ -51,7 +51,8 @@ def test_demo_writes_a_complete_report(demo_dir: Path) -> None:
     assert (report / "report.md").is_file()
     analysis = json.loads((report / "analysis.json").read_text())
     counts = {(r["method"], r["status"]): r["n"] for r in analysis["run_counts"]}
-    assert counts == {("fmt", "done"): 28, ("lora", "done"): 40, ("prompt", "done"): 40}
+    # 108 finetuning runs and the 7 un-finetuned baselines (method "base") of the base checkpoints
+    assert counts == {("fmt", "done"): 28, ("lora", "done"): 40, ("prompt", "done"): 40, ("base", "done"): 7}
 
 
 def test_demo_shows_real_scaling(demo_dir: Path) -> None:
