@@ -169,6 +169,17 @@ def test_tsv_validation_errors(tmp_path: Path) -> None:
         load_tsv(tmp_path / "nope.tsv", 0, 1, "en", "de")
 
 
+def test_tsv_negative_column_index_is_rejected(tmp_path: Path) -> None:
+    """A negative index would silently read from the end of the row."""
+    write(tmp_path / "neg.tsv", "a\tb\tc\n")
+    with pytest.raises(
+        DataError, match=r"neg\.tsv: target column index -1 is negative; give a 0-based index"
+    ):
+        load_tsv(tmp_path / "neg.tsv", 0, -1, "en", "de")
+    with pytest.raises(DataError, match=r"neg\.tsv: id column index -3 is negative"):
+        load_tsv(tmp_path / "neg.tsv", 0, 1, "en", "de", id_column=-3)
+
+
 # ---- JSONL ---------------------------------------------------------------------------------------------------
 
 

@@ -184,3 +184,18 @@ def test_task_data_and_mix_keep_languages() -> None:
         TaskData(translation_task("en", "de"), EN_DE, [], EN_DE)
     with pytest.raises(UserError, match="cannot mix task kinds"):
         mix_task_data("bad", [german, TaskData(translation_task("en", "de"), EN_DE, EN_DE, EN_DE)])
+
+
+def test_mix_ratios_must_be_finite_positive_numbers() -> None:
+    """A ratio from a config file given as a string ("0.5") gets a clear error, not a raw TypeError."""
+    german = TaskData(
+        summarization_task(["de"], "de"), [Example("a", "b", "de", "de", id="d")], [EN_DE[0]], [EN_DE[0]]
+    )
+    chinese = TaskData(summarization_task(["zh"], "zh"), [ZH_SUM], [ZH_SUM], [ZH_SUM])
+    for bad in ("0.5", float("nan"), float("inf"), None, True):
+        with pytest.raises(UserError, match=r"task 'mix': ratio for 'zh' is .*; give a finite number > 0"):
+            mix_task_data("mix", [german, chinese], ratios={"de": 1, "zh": bad})
+    with pytest.raises(UserError, match=r"task 'mix': ratios must map each language to a weight"):
+        mix_task_data("mix", [german, chinese], ratios=[1, 1])
+    with pytest.raises(UserError, match="must give a positive weight to each language"):
+        mix_task_data("mix", [german, chinese], ratios={"de": 1, "zh": -0.5})

@@ -95,6 +95,15 @@ def test_errors() -> None:
         train_tokenizer(["", ""])
 
 
+def test_cache_dir_that_is_a_file_is_rejected(tmp_path: Path) -> None:
+    """A cache_dir pointing at a regular file gets a clear error, not a raw FileExistsError."""
+    (tmp_path / "cache").write_text("not a directory")
+    with pytest.raises(DataError, match=r"cache: tokenizer cache_dir is an existing file, not a directory"):
+        train_tokenizer(TEXTS, vocab_size=400, min_frequency=1, cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match=r"sub: cannot create the tokenizer cache_dir"):
+        train_tokenizer(TEXTS, vocab_size=400, min_frequency=1, cache_dir=tmp_path / "cache" / "sub")
+
+
 def test_training_speed_on_a_megabyte() -> None:
     """About 1 MB of mixed text trains in a few seconds (10 MB scales to well under a minute)."""
     words = [w for text in TEXTS[:6] for w in text.split()]

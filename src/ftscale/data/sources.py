@@ -241,6 +241,11 @@ def load_tsv(
 
     def resolve(column: str | int, role: str) -> int:
         if isinstance(column, int):
+            if column < 0:
+                raise DataError(
+                    f"{path}: {role} column index {column} is negative; "
+                    f"give a 0-based index from the start of the row (0 is the first column)"
+                )
             return column
         if column not in column_index:
             raise DataError(

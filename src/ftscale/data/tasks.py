@@ -8,7 +8,8 @@ and target (set ``Task.separator="<sep>"`` to add the special token as well). Th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -415,6 +416,17 @@ def _reweight(name: str, train: list[Example], ratios: dict[str, float], seed: i
     by_language: dict[str, list[Example]] = {}
     for example in train:
         by_language.setdefault(example.tgt_lang, []).append(example)
+    if not isinstance(ratios, Mapping):
+        raise UserError(
+            f"task {name!r}: ratios must map each language to a weight, e.g. {{'de': 1, 'zh': 1}}; "
+            f"got {type(ratios).__name__} {ratios!r}"
+        )
+    for lang, weight in ratios.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise UserError(
+                f"task {name!r}: ratio for {lang!r} is {weight!r} ({type(weight).__name__}); "
+                f"give a finite number > 0, e.g. 0.5 without quotes"
+            )
     if set(ratios) != set(by_language) or any(weight <= 0 for weight in ratios.values()):
         raise UserError(
             f"task {name!r}: ratios {ratios} must give a positive weight to each language {sorted(by_language)}"

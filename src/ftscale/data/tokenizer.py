@@ -66,10 +66,23 @@ def train_tokenizer(
     texts = [text for text in texts if text]
     if not texts:
         raise DataError("no text to train the tokenizer on; pass the training texts of the task(s)")
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise DataError(
+            f"{cache_dir}: tokenizer cache_dir is an existing file, not a directory; "
+            f"point cache_dir at a directory or remove the file"
+        )
     key = _content_hash(texts, vocab_size, min_frequency)
     cached = Path(cache_dir) / f"tokenizer-{key[:20]}" if cache_dir is not None else None
     if cached is not None and (cached / "tokenizer.json").is_file():
         return load_tokenizer(cached)
+    if cached is not None:  # create it before training, so a bad path fails fast
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a parent path is a regular file, or no permission
+            raise DataError(
+                f"{cached.parent}: cannot create the tokenizer cache_dir ({exc.strerror or exc}); "
+                f"point cache_dir at a writable directory"
+            ) from None
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -85,7 +98,6 @@ def train_tokenizer(
     wrapped = _wrap(tokenizer)
     _check_special_ids(wrapped, "freshly trained tokenizer")
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary sibling and rename, so a concurrent reader never sees a half-written directory.
         staging = Path(tempfile.mkdtemp(prefix=cached.name + ".", dir=cached.parent))
         wrapped.save_pretrained(str(staging))
