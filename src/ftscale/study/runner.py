@@ -444,7 +444,7 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
 
 def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     from ftscale.data.subsets import subset
-    from ftscale.finetune.methods import MethodConfig, prepare_model
+    from ftscale.finetune.methods import MethodConfig, merged_lora, prepare_model
     from ftscale.finetune.train import FinetuneConfig, finetune
 
     params = ctx.params
@@ -488,7 +488,8 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     if result.status != "done":
         raise FinalFailure(result.status)  # "failed: diverged at step N": a retry would diverge again
 
-    scores = _evaluate(model, tokenizer, sets, evaluation)
+    with merged_lora(model):
+        scores = _evaluate(model, tokenizer, sets, evaluation)
     metrics: dict[str, Any] = {
         "loss": scores.pop("loss"),
         "ppl": scores.pop("ppl"),
