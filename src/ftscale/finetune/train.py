@@ -127,7 +127,7 @@ def finetune(
         lr=method.learning_rate,
         betas=method.adam_betas,
         weight_decay=method.weight_decay,
-        foreach=True,
+        fused=True,  # one kernel over all parameters, on CPU too: LoRA has two small tensors per projection
     )
     batches_per_epoch = math.ceil(len(train) / method.batch_size)
     total_steps = config.max_steps
@@ -180,7 +180,7 @@ def finetune(
                 loss = target_nll_sum(model, batch) / batch.n_target_tokens
             loss.backward()
             if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
