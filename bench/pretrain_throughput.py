@@ -42,6 +42,71 @@ def matmul_peak_flops(n: int = 1024, seconds: float = 1.0) -> float:
     return best
 
 
+def model_gemms(spec, tokens: int) -> list[tuple[int, int, int, str]]:
+    """Every matrix product of one training step on ``tokens`` tokens: (m, k, n, part) for the forward product
+    and the two backward ones (input and weight gradient) of each linear layer, and the attention products."""
+    d, kv, ff = spec.d_model, spec.n_kv_heads * spec.head_dim, spec.intermediate_size
+    linears = [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]  # q k v o gate up down
+    gemms = []
+    for k, n in linears * spec.n_layers:
+        gemms += [
+            (tokens, k, n, "non-embedding"),
+            (tokens, n, k, "non-embedding"),
+            (k, tokens, n, "non-embedding"),
+        ]
+    # the tied output projection (logits) with its two gradients
+    gemms += [(tokens, d, spec.vocab_size, "output"), (tokens, spec.vocab_size, d, "output"),
+              (d, tokens, spec.vocab_size, "output")]  # fmt: skip
+    return gemms
+
+
+def attention_flops_per_token(spec, seq: int) -> float:
+    """Causal attention score and value products, forward + backward (3x), per token: 6 · L · d · seq
+    (QK^T and AV each 2 · seq · d per token, halved by the causal mask, times 3 for the backward)."""
+    return 6 * spec.n_layers * spec.d_model * seq
+
+
+def gemm_rate(gemms: list[tuple[int, int, int, str]], repeats: int = 3) -> float:
+    """Best-of-``repeats`` FLOP/s of running the step's products back to back at their own shapes (no other work):
+    the fastest these shapes go on this machine."""
+    import torch
+
+    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n, _ in gemms]
+    flops = sum(2 * m * k * n for m, k, n, _ in gemms)
+    for a, b in operands:
+        torch.matmul(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for a, b in operands:
+            torch.matmul(a, b)
+        best = max(best, flops / (time.perf_counter() - t0))
+    return best
+
+
+def ceiling(size: str, batch: int, seq: int, vocab: int) -> dict:
+    """Where the utilisation target sits for this shape: the step's FLOPs by part, the rate of its own matrix
+    products, and the utilisation a step would reach if it did nothing but those products at that rate."""
+    from ftscale.models.family import default_family, parameter_counts
+
+    spec = default_family()[size].with_vocab(vocab)
+    tokens = batch * seq
+    gemms = model_gemms(spec, tokens)
+    per_token = {part: sum(2 * m * k * n for m, k, n, p in gemms if p == part) / tokens
+                 for part in ("non-embedding", "output")}  # fmt: skip
+    per_token["attention"] = attention_flops_per_token(spec, seq)
+    non_embedding = parameter_counts(spec).non_embedding
+    peak = matmul_peak_flops()
+    rate = gemm_rate(gemms)
+    total = sum(per_token.values())
+    return {
+        "size": size, "non_embedding": non_embedding, "flops_per_token": per_token,
+        "six_n_share": 6 * non_embedding / total, "peak_flops": peak, "gemm_rate": rate,
+        # every FLOP at the 1024^3 peak / at the step's own GEMM rate
+        "ceiling_at_peak": 6 * non_embedding / total, "ceiling_at_gemm_rate": 6 * non_embedding / total * rate / peak,
+    }  # fmt: skip
+
+
 def document_lengths(n_docs: int, max_len: int, seed: int) -> np.ndarray:
     """Document lengths in tokens (uniform 16…max_len): what a plain loop pads each row up to max_len."""
     return np.random.default_rng(seed).integers(16, max_len + 1, size=n_docs)
@@ -169,11 +234,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternating repeats per size; best is kept")
     parser.add_argument("--compile", action="store_true", help="also measure ours with torch.compile")
     parser.add_argument("--json", type=Path, help="write all measurements here")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="only the FLOP accounting and GEMM-rate ceiling per size"
+    )
     parser.add_argument("--worker", choices=["ours", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
+        return
+
+    if args.ceiling:
+        print("| size | 6N / token | output layer / token | attention / token | 6N share | 1024³ peak GFLOP/s "
+              "| step GEMMs GFLOP/s | ceiling: all FLOPs at peak | ceiling: at the step's GEMM rate |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for size in args.sizes.split(","):
+            c = ceiling(size, args.batch, args.seq, args.vocab)
+            f = c["flops_per_token"]
+            print(f"| {size} | {f['non-embedding'] / 1e6:.1f}M | {f['output'] / 1e6:.1f}M | {f['attention'] / 1e6:.1f}M "
+                  f"| {c['six_n_share']:.0%} | {c['peak_flops'] / 1e9:.0f} | {c['gemm_rate'] / 1e9:.0f} "
+                  f"| {c['ceiling_at_peak']:.0%} | {c['ceiling_at_gemm_rate']:.0%} |", flush=True)  # fmt: skip
         return
 
     variants = ["plain", "ours"] + (["ours+compile"] if args.compile else [])

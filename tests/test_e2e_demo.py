@@ -1,8 +1,9 @@
 """The README's main job, end to end: ``ftscale demo`` runs the tiny study, fits it and writes the report.
 
 This is the full ``tiny`` preset (108 finetuning runs, about 6 minutes on 2 idle cores), not a cut-down version.
-It also checks the preset shows real scaling: the fitted model-size exponent α_m is positive for every method and
-the finetuning-data exponent β of FMT is positive, each with a 95 % bootstrap interval that excludes 0.
+It also checks the preset shows real scaling: the fitted model-size and pretraining exponents α_m, α_p are positive
+for every method, and so is the finetuning-data exponent β of FMT and LoRA, each with a 95 % bootstrap interval that
+excludes 0. Prompt tuning's β is about 0 at this scale (see the test).
 """
 
 from __future__ import annotations
@@ -62,8 +63,14 @@ def test_demo_shows_real_scaling(demo_dir: Path) -> None:
         assert alpha_m["estimate"] > 0 and alpha_m["low"] > 0, (method, alpha_m)
         alpha_p = _ci(analysis, method, "pretrain_tokens", "alpha")
         assert alpha_p["estimate"] > 0 and alpha_p["low"] > 0, (method, alpha_p)
-    beta_fmt = _ci(analysis, "fmt", "model_size", "beta")
-    assert beta_fmt["estimate"] > 0 and beta_fmt["low"] > 0, beta_fmt
+    for method in ("fmt", "lora"):
+        beta = _ci(analysis, method, "model_size", "beta")
+        assert beta["estimate"] > 0 and beta["low"] > 0, (method, beta)
+    # Prompt tuning's data exponent is the paper's smallest; here it is ~0 (CI about [-0.002, 0.04]), as in the
+    # real-data En-De study: an 8-vector prompt on these models gains almost nothing past ~25 examples. The
+    # paper's ordering still holds: FMT is more data-hungry than prompt tuning.
+    beta_prompt, beta_fmt = (_ci(analysis, m, "model_size", "beta")["estimate"] for m in ("prompt", "fmt"))
+    assert beta_prompt < beta_fmt
 
 
 def test_demo_reruns_without_work(demo_dir: Path) -> None:

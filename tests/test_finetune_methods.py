@@ -14,6 +14,7 @@ from ftscale.finetune.methods import (
     MethodConfig,
     count_non_embedding_parameters,
     lr_sweep,
+    merged_lora,
     prepare_model,
 )
 from test_finetune_support import copy_task, tiny_model
@@ -92,6 +93,41 @@ def test_lora_starts_at_the_base_model():
     with torch.no_grad():
         after = model(input_ids=ids).logits
     torch.testing.assert_close(before, after)
+
+
+def test_merged_lora_scores_like_the_adapters_and_restores_the_base_weights_exactly():
+    from ftscale.finetune.evaluate import target_loss
+
+    model, _ = prepare_model(tiny_model(seed=2), MethodConfig(method="lora", lora_rank=4))
+    with torch.no_grad():  # B = 0 at init would make merging a no-op: give the adapters a real update
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.05)
+    examples, _ = copy_task(8, 3)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    adapters = target_loss(model, examples).loss
+    with merged_lora(model):
+        merged = target_loss(model, examples).loss
+        changed = [n for n, p in model.named_parameters() if n in frozen and not torch.equal(p, frozen[n])]
+    assert (
+        merged == pytest.approx(adapters, rel=1e-5)
+        and merged != target_loss(tiny_model(seed=2), examples).loss
+    )
+    assert len(changed) == 7 * model.config.num_hidden_layers  # every adapted projection was folded in
+    for name, parameter in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(parameter, frozen[name]), name  # bit for bit, not just up to rounding
+    assert target_loss(model, examples).loss == pytest.approx(adapters, rel=1e-6)
+    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_merged_lora_leaves_other_methods_alone():
+    for method in ("fmt", "prompt"):
+        model, _ = prepare_model(tiny_model(), MethodConfig(method=method, prompt_length=4))
+        before = [p.detach().clone() for p in model.parameters()]
+        with merged_lora(model):
+            pass
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_defaults_follow_the_papers_ratios():

@@ -11,6 +11,7 @@ import pytest
 from ftscale.errors import FitError
 from ftscale.laws.critical import (
     constant_gap_critical,
+    constant_gap_size,
     critical_curve,
     critical_data_size,
     critical_data_size_ci,
@@ -100,6 +101,19 @@ def test_constant_gap_undefined_for_equal_beta():
     b = MultiplicativeLaw.from_params(A=20.0, alpha=0.3, beta=0.2, E=1.0)
     with pytest.raises(FitError, match="undefined"):
         constant_gap_critical(a, b)
+
+
+def test_constant_gap_leaves_the_float_range_as_inf_not_an_error():
+    # nearly equal β and very different A (a flat PET law against FMT): H = ratio^(1/Δβ) is far beyond 1e308
+    a = MultiplicativeLaw.from_params(A=1e4, alpha=0.7, beta=0.0100, E=3.5)
+    b = MultiplicativeLaw.from_params(A=2.0, alpha=0.09, beta=0.0118, E=3.6)
+    h, gamma = constant_gap_critical(a, b)
+    assert (h == 0.0 or math.isinf(h)) and gamma > 300
+    assert constant_gap_size(1e300, 30.0, 1e6) == math.inf and constant_gap_size(1e-300, -30.0, 1e6) == 0.0
+    assert constant_gap_size(2.0, 0.5, 16.0) == pytest.approx(8.0, rel=1e-12)
+    assert math.isnan(constant_gap_size(math.nan, 1.0, 10.0))
+    curve = critical_curve(a, b, [1e5, 1e6], d_min=1.0, d_max=1e6)
+    assert len(curve) == 2  # no OverflowError
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,24 @@ def test_failed_jobs_are_retried_and_dependents_blocked(
     assert summary.failed == 0 and summary.executed == 1 + len(dependents)
 
 
+def test_a_final_failure_is_not_retried_and_the_study_goes_on(tmp_path: Path) -> None:
+    from ftscale.study.executors import FinalFailure
+
+    plan = build_plan(spec())
+    doomed = next(job for job in plan.jobs if job.kind == "finetune")
+
+    def diverging(ctx: Any) -> dict[str, Any]:
+        if ctx.job_id == doomed.id:
+            raise FinalFailure("failed: diverged at step 7")
+        return fake_job(ctx)
+
+    summary = run_study(spec(), tmp_path / "s", diverging, max_retries=2, progress=False)
+    assert list(summary.failed_jobs) == [doomed.id] and summary.done == summary.total - 1
+    with Store.open(tmp_path / "s") as store:
+        row = next(row for row in store.rows() if row["id"] == doomed.id)
+    assert row["status"] == "failed" and row["attempts"] == 1 and "diverged at step 7" in row["reason"]
+
+
 def test_user_error_from_a_job_stops_the_run(tmp_path: Path) -> None:
     def needs_data(ctx: Any) -> dict[str, Any]:
         raise UserError("data/missing.tsv: file not found")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import sacrebleu
 import torch
-from peft import PeftModel
+from peft import PeftModel, PeftType
 from rouge_score import rouge_scorer
 from transformers import PreTrainedTokenizerBase
 
@@ -67,26 +66,28 @@ def batches_loss(model: torch.nn.Module, batches: Sequence[Batch]) -> LossResult
     return LossResult(loss=loss, ppl=math.exp(loss) if loss < 700 else math.inf, n_tokens=n_tokens)
 
 
-def _is_prompt_learning(model: torch.nn.Module) -> bool:
-    return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
+def _is_prompt_tuning(model: torch.nn.Module) -> bool:
+    return isinstance(model, PeftModel) and model.active_peft_config.peft_type == PeftType.PROMPT_TUNING
 
 
-def _generation_batches(
-    prompts: Sequence[Sequence[int]], batch_size: int, equal_lengths: bool
-) -> list[list[int]]:
-    """Indices of prompts batched by length. PEFT prompt tuning prepends the soft prompt before any left padding
-    and ignores position ids, which would shift the prompt-to-text distances; for it, batches hold prompts of one
-    length only, so no padding is needed."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    if not equal_lengths:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < batch_size and len(prompts[batches[-1][0]]) == len(prompts[i]):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+def _prompt_tuning_inputs(
+    model: PeftModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Embeddings and mask of a left-padded batch with the soft prompt placed between the padding and the text.
+
+    PEFT's own ``generate`` prepends the soft prompt to the padded ids, so the padding would sit between prompt
+    and text and shift the text's positions by the padding width. Here every row reads [pad…, prompt, text],
+    which the base model's ``generate`` treats as an ordinary left-padded batch (positions from the mask): each
+    row sees exactly what it saw in training, where the prompt was prepended to unpadded text.
+    """
+    embeddings = model.get_input_embeddings()(input_ids)
+    soft_prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeddings.dtype)
+    prompt_mask = attention_mask.new_ones(soft_prompt.shape[1])
+    rows, masks = [], []
+    for row, n_pad in enumerate((attention_mask == 0).sum(dim=1).tolist()):
+        rows.append(torch.cat([embeddings[row, :n_pad], soft_prompt[row], embeddings[row, n_pad:]]))
+        masks.append(torch.cat([attention_mask[row, :n_pad], prompt_mask, attention_mask[row, n_pad:]]))
+    return {"inputs_embeds": torch.stack(rows), "attention_mask": torch.stack(masks)}
 
 
 @torch.inference_mode()
@@ -101,8 +102,8 @@ def generate(
 
     Prompts are batched by length with LEFT padding (so every continuation starts at the same column; generate
     derives position ids from the attention mask) and decoded with the KV cache by ``generate(do_sample=False)``;
-    a sequence stops at EOS. A PEFT prompt-tuning model prepends its virtual tokens inside its own ``generate``
-    and is batched without padding. Output order matches ``prompts``.
+    a sequence stops at EOS. For a PEFT prompt-tuning model the soft prompt goes after the padding, right before
+    the text (see ``_prompt_tuning_inputs``), so its batches pad like any other. Output order matches ``prompts``.
     """
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise UserError(
@@ -114,29 +115,30 @@ def generate(
     model.eval()
     device = model_device(model)
     outputs: list[str] = [""] * len(prompts)
-    for indices in _generation_batches(prompts, batch_size, equal_lengths=_is_prompt_learning(model)):
+    prompt_tuning = _is_prompt_tuning(model)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for indices in (order[i : i + batch_size] for i in range(0, len(order), batch_size)):
         width = max(len(prompts[i]) for i in indices)
         input_ids = torch.full((len(indices), width), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
         for row, i in enumerate(indices):
             input_ids[row, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
             attention_mask[row, width - len(prompts[i]) :] = 1
-        with (
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
-            warnings.catch_warnings(),
-        ):
-            # Prompt-learning batches have no padding (see _generation_batches), so the ignored ids are plain.
-            warnings.filterwarnings("ignore", message="Position ids are not supported")
-            generated = model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=attention_mask.to(device),
+        inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        generator = model
+        if prompt_tuning:
+            inputs, generator = _prompt_tuning_inputs(model, **inputs), model.get_base_model()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            generated = generator.generate(
+                **inputs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 num_beams=1,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        continuation = generated[:, width:].tolist()
+        # Given input ids, generate returns them followed by the new tokens; given only embeddings, the new tokens.
+        continuation = (generated[:, width:] if "input_ids" in inputs else generated).tolist()
         for row, i in enumerate(indices):
             tokens = continuation[row]
             if tokenizer.eos_token_id in tokens:

@@ -7,12 +7,14 @@ trainable one, and reports how many parameters are trained. Per-method defaults 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from peft.tuners.lora import LoraLayer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import PreTrainedModel
 
@@ -167,6 +169,31 @@ def prepare_model(
     else:
         trainable, total = direct_trainable, direct_total
     return model, TrainableInfo(trainable=trainable, total=total, base_non_embedding=base_non_embedding)
+
+
+@contextmanager
+def merged_lora(model: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, a LoRA model's adapters are folded into its base weights (PEFT ``merge_adapter``), so
+    forward passes cost what the base model's do: dev and test evaluations and generation skip the low-rank
+    product of every adapted projection. On exit the adapters are unmerged and the base weights restored
+    bit for bit from a copy (unmerging alone subtracts B·A again, which leaves rounding residue in weights that
+    are meant to stay frozen). Any other model passes through unchanged. Not for training: inside the block the
+    adapters get no gradient.
+    """
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)] if isinstance(model, PeftModel) else []
+    if not layers:
+        yield
+        return
+    saved = [layer.get_base_layer().weight.detach().clone() for layer in layers]
+    with torch.no_grad():
+        model.base_model.merge_adapter()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            model.base_model.unmerge_adapter()
+            for layer, weight in zip(layers, saved, strict=True):
+                layer.get_base_layer().weight.copy_(weight)
 
 
 def lr_sweep(

@@ -21,7 +21,7 @@ from ftscale.data.types import EncodedExample
 from ftscale.errors import DataError
 from ftscale.finetune._batches import bucketed_batches, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
-from ftscale.finetune.methods import MethodConfig
+from ftscale.finetune.methods import MethodConfig, merged_lora
 
 
 class FinetuneConfig(BaseModel):
@@ -127,7 +127,7 @@ def finetune(
         lr=method.learning_rate,
         betas=method.adam_betas,
         weight_decay=method.weight_decay,
-        foreach=True,
+        fused=True,  # one kernel over all parameters, on CPU too: LoRA has two small tensors per projection
     )
     batches_per_epoch = math.ceil(len(train) / method.batch_size)
     total_steps = config.max_steps
@@ -140,7 +140,8 @@ def finetune(
     # The dev batches do not change between evaluations: collate them once.
     dev_batches = bucketed_batches(dev, config.eval_batch_size)
     # Step 0 is a candidate too: if finetuning never beats the starting weights, those are kept.
-    best_dev_loss = batches_loss(model, dev_batches).loss
+    with merged_lora(model):
+        best_dev_loss = batches_loss(model, dev_batches).loss
     best_step, best_state = 0, _trainable_state(model)
     history: list[tuple[int, float | None, float]] = [(0, None, best_dev_loss)]
     evals_without_improvement = 0
@@ -179,7 +180,7 @@ def finetune(
                 loss = target_nll_sum(model, batch) / batch.n_target_tokens
             loss.backward()
             if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -201,7 +202,8 @@ def finetune(
             train_loss = (loss_sum / loss_count).item()
             loss_sum.zero_()
             loss_count.zero_()
-            dev_loss = batches_loss(model, dev_batches).loss
+            with merged_lora(model):  # evaluation at the base model's cost; training resumes unmerged
+                dev_loss = batches_loss(model, dev_batches).loss
             history.append((step, train_loss, dev_loss))
             if not math.isfinite(dev_loss):
                 status = f"failed: diverged at step {step}"

@@ -204,9 +204,23 @@ def constant_gap_critical(law_a: Any, law_b: Any) -> tuple[float, float]:
     ratio = float(pa["A"]) / float(pb["A"])
     if ratio <= 0:
         raise FitError(f"constant-gap critical size needs positive A values, got A_a/A_b={ratio:g}")
-    h = ratio ** (1.0 / beta_gap)
+    h = _exp(math.log(ratio) / beta_gap)  # far-apart laws give H beyond float range: inf / 0, not an error
     gamma = (float(pb.get("alpha", 0.0)) - float(pa.get("alpha", 0.0))) / beta_gap
     return h, gamma
+
+
+def _exp(value: float) -> float:
+    return math.inf if value > 709.0 else math.exp(value)
+
+
+def constant_gap_size(h: float, gamma: float, x: float) -> float:
+    """Eq. 3's D^c = H · x^γ, computed in log space: inf (or 0) where it leaves the float range instead of raising
+    ``OverflowError``; NaN where Eq. 3 does not apply (``h`` NaN)."""
+    if math.isnan(h) or math.isnan(gamma):
+        return math.nan
+    if h == 0.0 or math.isinf(h):
+        return h
+    return _exp(math.log(h) + gamma * math.log(float(x)))
 
 
 def critical_curve(
@@ -241,7 +255,7 @@ def critical_curve(
                 "n_roots": len(cp.roots),
                 "roots": cp.roots,
                 "first_root": cp.first,
-                "constant_gap": h * float(x) ** gamma if math.isfinite(h) else math.nan,
+                "constant_gap": constant_gap_size(h, gamma, x),
                 "below": cp.regimes[0].better,
                 "above": cp.regimes[-1].better,
             }

@@ -103,6 +103,9 @@ def crossing_ci(
     )
 
 
+constant_gap_size = _critical.constant_gap_size
+
+
 def constant_gap(law_a: Any, law_b: Any) -> tuple[float, float]:
     """PAPER Eq. 3 (H, γ); NaNs when it does not apply (equal β, non-multiplicative forms)."""
     try:

@@ -691,7 +691,7 @@ def _critical(
                         "search_max": d_max,
                         "observed_min": float(d_obs.min()),
                         "observed_max": float(d_obs.max()),
-                        "constant_gap": h * float(x) ** gamma if math.isfinite(h) else math.nan,
+                        "constant_gap": _laws.constant_gap_size(h, gamma, x),
                         "low": math.nan,
                         "high": math.nan,
                         "frac_none": math.nan,

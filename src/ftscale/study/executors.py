@@ -53,9 +53,15 @@ def set_progress_hook(hook: Callable[[str, float, str], None] | None) -> None:
     _progress_hook = hook
 
 
+class FinalFailure(Exception):
+    """A job failure that another attempt would only repeat (a finetuning run that diverged: its data, seed and
+    learning rate are fixed). The job is marked failed at once instead of being retried."""
+
+
 @dataclass
 class Outcome:
-    """How one attempt ended. ``crashed``: the worker died; ``user_error``: not worth retrying."""
+    """How one attempt ended. ``crashed``: the worker died; ``user_error``: a problem with the input, which stops
+    the study; ``final``: the job failed for good (no retry) but the study goes on."""
 
     ok: bool
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +70,7 @@ class Outcome:
     detail: str = ""
     user_error: bool = False
     crashed: bool = False
+    final: bool = False
 
 
 def execute_job(job_fn: JobFunction, ctx: JobContext) -> Outcome:
@@ -80,6 +87,8 @@ def execute_job(job_fn: JobFunction, ctx: JobContext) -> Outcome:
         return Outcome(ok=True, metrics=dict(result), environment=env)
     except UserError as exc:
         return Outcome(ok=False, reason=str(exc), detail=traceback.format_exc(), user_error=True)
+    except FinalFailure as exc:
+        return Outcome(ok=False, reason=str(exc)[:500], detail=traceback.format_exc(), final=True)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         return Outcome(ok=False, reason=reason, detail=traceback.format_exc())

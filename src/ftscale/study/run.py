@@ -247,7 +247,9 @@ class _Driver:
             self.store.mark_done(job_id, outcome.metrics, outcome.environment)
             status[job_id] = "done"
             return None
-        final = outcome.user_error or self.attempts_this_run.get(job_id, 0) > self.max_retries
+        final = (
+            outcome.user_error or outcome.final or self.attempts_this_run.get(job_id, 0) > self.max_retries
+        )
         self.store.mark_failed(job_id, outcome.reason, outcome.detail or None, final=final)
         status[job_id] = "failed" if final else "pending"
         if final:

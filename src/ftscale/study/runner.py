@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ftscale.errors import UserError
-from ftscale.study.executors import JobContext
+from ftscale.study.executors import FinalFailure, JobContext
 
 TOKENIZER_DIR = "tokenizer"
 # Sequences must hold the longest formatted example (template + source + target) plus soft-prompt tokens.
@@ -444,7 +444,7 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
 
 def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     from ftscale.data.subsets import subset
-    from ftscale.finetune.methods import MethodConfig, prepare_model
+    from ftscale.finetune.methods import MethodConfig, merged_lora, prepare_model
     from ftscale.finetune.train import FinetuneConfig, finetune
 
     params = ctx.params
@@ -486,9 +486,10 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     result = finetune(model, train, dev, config, progress=False)
     train_seconds = time.perf_counter() - started
     if result.status != "done":
-        raise RuntimeError(result.status)
+        raise FinalFailure(result.status)  # "failed: diverged at step N": a retry would diverge again
 
-    scores = _evaluate(model, tokenizer, sets, evaluation)
+    with merged_lora(model):
+        scores = _evaluate(model, tokenizer, sets, evaluation)
     metrics: dict[str, Any] = {
         "loss": scores.pop("loss"),
         "ppl": scores.pop("ppl"),
