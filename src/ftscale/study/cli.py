@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -195,6 +196,109 @@ def mix_command(
             f"{r['share']:.1%}",
         )
     console.print(table)
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: give comma-separated numbers, e.g. {option} 1e-3,3e-3") from None
+
+
+@study_app.command("lr-sweep")
+def lr_sweep_command(
+    spec_path: Path = typer.Argument(..., metavar="STUDY.yaml"),
+    study_dir: Path = typer.Option(..., "--dir", help="Study directory whose base models are pretrained."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods (default: all)."),
+    factors: str = typer.Option(
+        "0.1,0.3,1,3,10", "--factors", help="Rates swept: the spec's rate of each method times these."
+    ),
+    lrs: str | None = typer.Option(None, "--lrs", help="Sweep these rates instead (every chosen method)."),
+    size: str | None = typer.Option(None, "--size", help="Model size to tune on (default: the smallest)."),
+    ft_examples: int | None = typer.Option(
+        None, "--ft-examples", help="Finetuning examples per run (default: the method's largest size)."
+    ),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per rate; the mean best dev loss decides."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write every run as a CSV file."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Pick each method's learning rate on the smallest model, as the paper did on its smallest model: the
+    study's own finetuning run with only the rate changed, scored by best dev loss (the test split is never
+    read). Finished runs are kept in DIR/lr-sweep/; rerun to resume or to add rates and seeds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ftscale.study.lrsweep import plan_sweep, run_sweep, summarise
+    from ftscale.study.spec import load_spec
+
+    spec = load_spec(spec_path)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: must be >= 1")
+    if out is not None and out.suffix.lower() != ".csv":
+        raise UserError(f"--out {out}: give a .csv file name")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else None
+    runs = plan_sweep(
+        spec,
+        methods=chosen,
+        lrs=_floats(lrs, "--lrs"),
+        factors=_floats(factors, "--factors") or [],
+        size=size,
+        ft_examples=ft_examples,
+        seeds=seeds,
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=no_progress,
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("lr sweep", total=len(runs))
+
+        def on_run(run, done: int, total: int) -> None:
+            if run is not None:
+                progress.update(task, completed=done, description=f"lr sweep · {run.method} lr={run.lr:g}")
+
+        finished = run_sweep(spec, study_dir, runs, threads=threads, on_run=on_run)
+    if out is not None:
+        from dataclasses import asdict
+
+        import pandas as pd
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([asdict(run) for run in finished]).to_csv(out, index=False)
+    size_name = finished[0].size if finished else "?"
+    n_by_method = {run.method: run.ft_examples for run in finished}
+    for choice in summarise(finished, spec):
+        table = Table(
+            title=f"{choice.method} · {size_name} · {n_by_method[choice.method]:,} examples · {seeds} seed(s)"
+        )
+        table.add_column("lr", justify="right")
+        table.add_column("best dev loss", justify="right")
+        if seeds > 1:
+            table.add_column("± std", justify="right")
+        table.add_column("at step", justify="right")
+        table.add_column("")
+        for lr, loss in choice.losses.items():
+            marks = [m for m, on in (("best", lr == choice.best_lr), ("spec", lr == choice.spec_lr)) if on]
+            row = [f"{lr:g}", f"{loss:.4f}" if math.isfinite(loss) else "diverged"]
+            if seeds > 1:
+                row.append(f"{choice.spreads[lr]:.4f}")
+            row.append(f"{choice.best_steps[lr]:.0f}")
+            table.add_row(*row, ", ".join(marks))
+        console.print(table)
+        gap = choice.spec_gap
+        verdict = f"{choice.method}: best lr {choice.best_lr:g} (spec {choice.spec_lr:g}"
+        verdict += f", {gap:+.4f} nats worse)" if gap is not None and gap > 0 else ")"
+        if choice.at_edge:
+            verdict += " [yellow]at the edge of the grid: widen --factors[/]"
+        console.print(verdict, highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}")
 
 
 @study_app.command("export")

@@ -442,10 +442,25 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
     return metrics
 
 
-def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
+@dataclass
+class FinetuneSetup:
+    """Everything a finetuning job trains with, built from its params alone: the prepared (PEFT) model, the
+    encoded training subset and dev slice, the loop's config. Shared by study jobs and the LR sweep."""
+
+    model: Any
+    info: Any
+    tokenizer: Any
+    data: Any
+    train: list[Any]
+    dev: list[Any]
+    config: Any
+
+
+def prepare_finetune(ctx: JobContext) -> FinetuneSetup:
+    """Load the base checkpoint of a finetuning job and set up its run (model, data subset, config)."""
     from ftscale.data.subsets import subset
-    from ftscale.finetune.methods import MethodConfig, merged_lora, prepare_model
-    from ftscale.finetune.train import FinetuneConfig, finetune
+    from ftscale.finetune.methods import MethodConfig, prepare_model
+    from ftscale.finetune.train import FinetuneConfig
 
     params = ctx.params
     spec_task = params["task"]
@@ -457,8 +472,6 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     train_examples = subset(data.train, params["ft_examples"], seed=seed)
     train, _ = _encode(task, train_examples, tokenizer, spec_task)
     dev, _ = _encode(task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
-    evaluation = params["evaluation"]
-    sets = _eval_sets(data, tokenizer, spec_task, evaluation, seed=seed)
 
     mc = params["method_config"]
     method = params["method"]
@@ -482,8 +495,20 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
         seed=seed,
     )
     model, info = prepare_model(model, method_config, seed=seed)
+    return FinetuneSetup(model, info, tokenizer, data, train, dev, config)
+
+
+def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
+    from ftscale.finetune.methods import merged_lora
+    from ftscale.finetune.train import finetune
+
+    setup = prepare_finetune(ctx)
+    model, info, tokenizer, train = setup.model, setup.info, setup.tokenizer, setup.train
+    params = ctx.params
+    evaluation = params["evaluation"]
+    sets = _eval_sets(setup.data, tokenizer, params["task"], evaluation, seed=params["seed"])
     started = time.perf_counter()
-    result = finetune(model, train, dev, config, progress=False)
+    result = finetune(model, train, setup.dev, setup.config, progress=False)
     train_seconds = time.perf_counter() - started
     if result.status != "done":
         raise FinalFailure(result.status)  # "failed: diverged at step N": a retry would diverge again
