@@ -194,3 +194,20 @@ def test_cli_prints_the_choice_and_writes_csv(study: tuple[Path, Path], tmp_path
     frame = pd.read_csv(out)
     assert sorted(frame["lr"]) == [0.003, 0.09]
     assert (frame["size"] == "t1").all()
+
+
+def test_run_until_pretrain_then_sweep(tmp_path: Path) -> None:
+    """The paper's order: base models first, learning rates tuned on the smallest, then the grid."""
+    spec = parse_spec(SPEC, "sweep.yaml")
+    summary = run_study(spec, tmp_path / "study", run_job, progress=False, until="pretrain")
+    assert (summary.done, summary.failed) == (3, 0)  # the tokenizer and two pretraining runs
+    from ftscale.study.store import Store
+
+    with Store.open(tmp_path / "study") as store:
+        kinds = {row["kind"]: row["status"] for row in store.rows() if row["status"] != "done"}
+    assert kinds == {"finetune": "pending"}
+    runs = plan_sweep(spec, methods=["fmt"], factors=[1])
+    (run,) = run_sweep(spec, tmp_path / "study", runs, threads=1)
+    assert math.isfinite(run.dev_loss)
+    with pytest.raises(UserError, match="--until 'eval'"):
+        run_study(spec, tmp_path / "study", run_job, progress=False, until="eval")

@@ -36,6 +36,11 @@ def run_command(
     max_retries: int = typer.Option(2, "--max-retries", help="Retries of a failed job within this run."),
     force: bool = typer.Option(False, "--force", help="Run even if DIR holds a different spec."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="Stop after this kind of job: tokenizer | pretrain | baseline (e.g. pretrain, then 'lr-sweep').",
+    ),
 ) -> None:
     """Run every job of STUDY.yaml that is not done yet in DIR (resumes after a crash)."""
     from ftscale.study.run import resolve_job_function, run_study
@@ -62,10 +67,12 @@ def run_command(
         progress=not no_progress,
         force=force,
         spec_text=resolve_spec_path(spec_path).read_text(encoding="utf-8", errors="replace"),
+        until=until,
     )
     console.print(
         f"study {spec.name}: {summary.done}/{summary.total} jobs done, {summary.failed} failed "
         f"({summary.executed} attempts in this run) → {study_dir}"
+        + (f"; jobs after '{until}' left for a run without --until" if until else "")
     )
     for job_id, reason in list(summary.failed_jobs.items())[:10]:
         console.print(f"  [red]failed[/] {job_id[:12]}: {reason}", highlight=False)

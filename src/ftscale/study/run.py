@@ -18,7 +18,7 @@ from typing import Any
 
 from ftscale.errors import UserError
 from ftscale.study.executors import JobContext, JobFunction, Outcome, make_executor, set_progress_hook
-from ftscale.study.plan import StudyPlan, build_plan, job_dir_name
+from ftscale.study.plan import KINDS, StudyPlan, build_plan, job_dir_name
 from ftscale.study.runner import preflight, run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
@@ -99,15 +99,21 @@ def run_study(
     progress: bool = True,
     force: bool = False,
     spec_text: str | None = None,
+    until: str | None = None,
 ) -> RunSummary:
     """Execute every job of the spec's plan that is not done yet; failed jobs are retried up to
-    ``max_retries`` times in this run. Safe to call again after a crash or Ctrl-C: it resumes."""
+    ``max_retries`` times in this run. Safe to call again after a crash or Ctrl-C: it resumes.
+
+    ``until`` (a job kind) runs only the jobs of that kind and the kinds before it (tokenizer → pretrain →
+    baseline → finetune), e.g. ``"pretrain"`` to build the base models and tune learning rates before the grid."""
     if max_retries < 0:
         raise UserError(f"--max-retries {max_retries}: must be >= 0")
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
     if backend not in ("local", "ray"):
         raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
+    if until is not None and until not in KINDS:
+        raise UserError(f"--until {until!r}: choose one of {', '.join(KINDS)}")
     plan = build_plan(spec)
     if job_fn is run_job:
         preflight(spec)
@@ -117,7 +123,8 @@ def run_study(
         store.sync_plan(plan)
         store.reset_interrupted()
         store.reset_failed([job.id for job in plan.jobs])
-        return _Driver(plan, store, job_fn, backend, workers, address, max_retries, progress).run()
+        kinds = KINDS[: KINDS.index(until) + 1] if until is not None else KINDS  # type: ignore[arg-type]
+        return _Driver(plan, store, job_fn, backend, workers, address, max_retries, progress, kinds).run()
     finally:
         store.close()
 
@@ -133,8 +140,10 @@ class _Driver:
         address: str | None,
         max_retries: int,
         progress: bool,
+        kinds: tuple[str, ...] = KINDS,
     ) -> None:
         self.plan = plan
+        self.kinds = kinds
         self.store = store
         self.job_fn = job_fn
         self.backend = backend
@@ -199,6 +208,8 @@ class _Driver:
                             if len(in_flight) >= executor.capacity:
                                 break
                             if status[job.id] != "pending" or job.id in in_flight:
+                                continue
+                            if job.kind not in self.kinds:
                                 continue
                             if not all(status[dep] == "done" for dep in job.deps):
                                 continue
