@@ -74,6 +74,20 @@ def test_plan_takes_the_smallest_model_and_largest_data_size() -> None:
         assert n == 16
     fmt_rates = sorted({lr for job, lr, _, _ in runs if job.axes["method"] == "fmt"})
     assert fmt_rates == [1e-4, 1e-3, 1e-2]  # exactly, not 1.0000000000000002e-4
+    several = plan_sweep(
+        parse_spec(SPEC, "sweep.yaml"), methods=["lora"], lrs=[1e-3], ft_examples=[16, 8, 16]
+    )
+    assert [n for *_, n in several] == [8, 16]
+
+
+def test_summary_is_per_method_and_data_size() -> None:
+    runs = [
+        lrsweep.SweepRun("fmt", "t1", lr, 0, n, loss, "done", 2, 6, 0.1)
+        for n, lr, loss in [(8, 1e-3, 3.0), (8, 1e-2, 2.9), (16, 1e-3, 2.5), (16, 1e-2, 2.6)]
+    ]
+    choices = summarise(runs, parse_spec(SPEC, "sweep.yaml"))
+    assert [(c.ft_examples, c.best_lr) for c in choices] == [(8, 1e-2), (16, 1e-3)]
+    assert choices[0].spec_gap == pytest.approx(0.1)
 
 
 def test_sweep_at_the_spec_rate_reproduces_the_study_run(study: tuple[Path, Path]) -> None:
@@ -147,6 +161,8 @@ def test_refuses_before_the_base_models_exist(tmp_path: Path) -> None:
         (["--methods", "prompt"], "--methods prompt: not finetuned by this study"),
         (["--size", "t9"], "--size 't9': the study finetunes no such model"),
         (["--seeds", "0"], "--seeds 0: must be >= 1"),
+        (["--ft-examples", "8,0"], "--ft-examples 8,0: give sizes >= 1"),
+        (["--ft-examples", "8.5"], "--ft-examples '8.5': give comma-separated whole numbers"),
     ],
 )
 def test_cli_bad_options_give_one_line(study: tuple[Path, Path], args: list[str], message: str) -> None:
@@ -188,7 +204,7 @@ def test_cli_prints_the_choice_and_writes_csv(study: tuple[Path, Path], tmp_path
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "lora: best lr" in done.stdout
+    assert "lora at 16 examples: best lr" in done.stdout
     import pandas as pd
 
     frame = pd.read_csv(out)

@@ -214,6 +214,17 @@ def _floats(text: str | None, option: str) -> list[float] | None:
         raise UserError(f"{option} {text!r}: give comma-separated numbers, e.g. {option} 1e-3,3e-3") from None
 
 
+def _ints(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(
+            f"{option} {text!r}: give comma-separated whole numbers, e.g. {option} 100,800"
+        ) from None
+
+
 @study_app.command("lr-sweep")
 def lr_sweep_command(
     spec_path: Path = typer.Argument(..., metavar="STUDY.yaml"),
@@ -224,8 +235,10 @@ def lr_sweep_command(
     ),
     lrs: str | None = typer.Option(None, "--lrs", help="Sweep these rates instead (every chosen method)."),
     size: str | None = typer.Option(None, "--size", help="Model size to tune on (default: the smallest)."),
-    ft_examples: int | None = typer.Option(
-        None, "--ft-examples", help="Finetuning examples per run (default: the method's largest size)."
+    ft_examples: str | None = typer.Option(
+        None,
+        "--ft-examples",
+        help="Finetuning examples per run, comma-separated for several (default: the method's largest size).",
     ),
     seeds: int = typer.Option(1, "--seeds", help="Seeds per rate; the mean best dev loss decides."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
@@ -252,7 +265,7 @@ def lr_sweep_command(
         lrs=_floats(lrs, "--lrs"),
         factors=_floats(factors, "--factors") or [],
         size=size,
-        ft_examples=ft_examples,
+        ft_examples=_ints(ft_examples, "--ft-examples"),
         seeds=seeds,
     )
     progress = Progress(
@@ -279,10 +292,9 @@ def lr_sweep_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame([asdict(run) for run in finished]).to_csv(out, index=False)
     size_name = finished[0].size if finished else "?"
-    n_by_method = {run.method: run.ft_examples for run in finished}
     for choice in summarise(finished, spec):
         table = Table(
-            title=f"{choice.method} · {size_name} · {n_by_method[choice.method]:,} examples · {seeds} seed(s)"
+            title=f"{choice.method} · {size_name} · {choice.ft_examples:,} examples · {seeds} seed(s)"
         )
         table.add_column("lr", justify="right")
         table.add_column("best dev loss", justify="right")
@@ -299,7 +311,7 @@ def lr_sweep_command(
             table.add_row(*row, ", ".join(marks))
         console.print(table)
         gap = choice.spec_gap
-        verdict = f"{choice.method}: best lr {choice.best_lr:g} (spec {choice.spec_lr:g}"
+        verdict = f"{choice.method} at {choice.ft_examples:,} examples: best lr {choice.best_lr:g} (spec {choice.spec_lr:g}"
         verdict += f", {gap:+.4f} nats worse)" if gap is not None and gap > 0 else ")"
         if choice.at_edge:
             verdict += " [yellow]at the edge of the grid: widen --factors[/]"

@@ -49,9 +49,11 @@ class SweepRun:
 
 @dataclass(frozen=True)
 class MethodChoice:
-    """A method's sweep summarised: mean best dev loss per rate (over seeds), the winner and the spec's rate."""
+    """A method's sweep at one finetuning-data size summarised: mean best dev loss per rate (over seeds), the
+    winner and the spec's rate."""
 
     method: str
+    ft_examples: int
     spec_lr: float
     losses: dict[float, float]
     spreads: dict[float, float]  # std of the best dev loss over seeds (0 with one seed)
@@ -114,15 +116,16 @@ def plan_sweep(
     lrs: Sequence[float] | None = None,
     factors: Sequence[float] = DEFAULT_FACTORS,
     size: str | None = None,
-    ft_examples: int | None = None,
+    ft_examples: Sequence[int] | None = None,
     seeds: int = 1,
 ) -> list[tuple[Job, float, int, int]]:
     """The sweep's runs as ``(template job, lr, seed, ft_examples)``; rates are ``lrs`` when given, else the
-    spec's rate of each method times ``factors``."""
+    spec's rate of each method times ``factors``; data sizes are ``ft_examples`` when given, else the method's
+    largest."""
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: must be >= 1")
-    if ft_examples is not None and ft_examples < 1:
-        raise UserError(f"--ft-examples {ft_examples}: must be >= 1")
+    if ft_examples is not None and (not ft_examples or any(n < 1 for n in ft_examples)):
+        raise UserError(f"--ft-examples {','.join(map(str, ft_examples))}: give sizes >= 1")
     if lrs is not None and (not lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in lrs)):
         raise UserError("--lrs: give positive, finite learning rates, e.g. --lrs 1e-3,3e-3,1e-2")
     if any(not (f > 0 and math.isfinite(f)) for f in factors) or not factors:
@@ -142,10 +145,10 @@ def plan_sweep(
         rates = sorted(
             {float(lr) for lr in lrs} if lrs is not None else {_round(spec_lr * f) for f in factors}
         )
-        n = ft_examples or job.params["ft_examples"]
-        for lr in rates:
-            for seed in range(seeds):
-                runs.append((job, lr, seed, n))
+        for n in sorted(set(ft_examples or [job.params["ft_examples"]])):
+            for lr in rates:
+                for seed in range(seeds):
+                    runs.append((job, lr, seed, n))
     return runs
 
 
@@ -242,14 +245,14 @@ def run_sweep(
 
 
 def summarise(runs: Sequence[SweepRun], spec: StudySpec) -> list[MethodChoice]:
-    """Per method: mean best dev loss per rate over seeds (a diverged seed makes the rate ``inf``) and the best
-    rate (ties go to the smaller rate: the safer one on a larger model)."""
+    """Per method and data size: mean best dev loss per rate over seeds (a diverged seed makes the rate ``inf``)
+    and the best rate (ties go to the smaller rate: the safer one on a larger model)."""
     choices = []
-    for method in dict.fromkeys(run.method for run in runs):
+    for method, n in dict.fromkeys((run.method, run.ft_examples) for run in runs):
+        cell = [run for run in runs if run.method == method and run.ft_examples == n]
         by_lr: dict[float, list[float]] = {}
-        for run in runs:
-            if run.method == method:
-                by_lr.setdefault(run.lr, []).append(run.dev_loss)
+        for run in cell:
+            by_lr.setdefault(run.lr, []).append(run.dev_loss)
         losses = {
             lr: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf for lr, v in by_lr.items()
         }
@@ -263,5 +266,7 @@ def summarise(runs: Sequence[SweepRun], spec: StudySpec) -> list[MethodChoice]:
         }
         best = min(sorted(losses), key=lambda lr: losses[lr])
         spec_lr = float(spec.methods.enabled()[method].lr)
-        choices.append(MethodChoice(method, spec_lr, dict(sorted(losses.items())), spreads, best_steps, best))
+        choices.append(
+            MethodChoice(method, n, spec_lr, dict(sorted(losses.items())), spreads, best_steps, best)
+        )
     return choices
