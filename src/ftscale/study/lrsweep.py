@@ -56,7 +56,7 @@ class MethodChoice:
     ft_examples: int
     spec_lr: float
     losses: dict[float, float]
-    spreads: dict[float, float]  # std of the best dev loss over seeds (0 with one seed)
+    spreads: dict[float, float]  # sample std of the best dev loss over seeds (0 with one seed)
     best_steps: dict[float, float]  # mean step of the best dev loss (0: the rate never beat the base model)
     best_lr: float
 
@@ -257,7 +257,7 @@ def summarise(runs: Sequence[SweepRun], spec: StudySpec) -> list[MethodChoice]:
             lr: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf for lr, v in by_lr.items()
         }
         spreads = {
-            lr: statistics.pstdev(v) if len(v) > 1 and all(map(math.isfinite, v)) else 0.0
+            lr: statistics.stdev(v) if len(v) > 1 and all(map(math.isfinite, v)) else 0.0
             for lr, v in by_lr.items()
         }
         best_steps = {
