@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from ftscale.errors import DataError
-from ftscale.finetune._batches import IGNORE_INDEX, bucketed_batches, collate, target_nll_sum
+from ftscale.finetune._batches import (
+    IGNORE_INDEX,
+    bucketed_batches,
+    collate,
+    contiguous_head_input,
+    target_nll_sum,
+)
 from ftscale.finetune.evaluate import target_loss
 from ftscale.finetune.methods import MethodConfig, prepare_model
 from ftscale.finetune.train import FinetuneConfig, finetune
@@ -46,6 +52,36 @@ def test_target_loss_matches_the_models_own_label_loss(method):
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels
         ).loss
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["fmt", "lora", "prompt"])
+def test_contiguous_head_input_changes_speed_not_results(method):
+    """The head sees a contiguous input inside the context (and a strided slice outside), with identical loss and
+    gradients, and the hook is gone afterwards."""
+    model, _ = prepare_model(tiny_model(), MethodConfig(method=method, prompt_length=4))
+    model.train()
+    examples = [encode_pair("the cat sat on the", "the cat"), encode_pair("a dog", "a dog ran to the house")]
+    batch = collate(examples)
+    head = model.get_output_embeddings()
+    seen: list[bool] = []
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # registered last, so the spy sees what the head itself will get
+        spy = head.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+        model.zero_grad()
+        loss = target_nll_sum(model, batch)
+        loss.backward()
+        spy.remove()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    plain_loss, plain_grads = loss_and_grads()
+    with contiguous_head_input(model):
+        fast_loss, fast_grads = loss_and_grads()
+    after_loss, _ = loss_and_grads()
+    assert seen == [False, True, False]  # the kept slice is strided; the context hands over a contiguous copy
+    assert torch.equal(plain_loss, fast_loss) and torch.equal(plain_loss, after_loss)
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, fast_grads, strict=True))
+    assert len(head._forward_pre_hooks) == 0
 
 
 def test_buckets_hold_every_example_once_with_little_padding(data):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -107,3 +108,28 @@ def target_nll_sum(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
+
+
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+@contextmanager
+def contiguous_head_input(model: torch.nn.Module) -> Iterator[None]:
+    """While active, the output projection gets a contiguous copy of its input.
+
+    ``logits_to_keep`` hands the head a slice ``hidden[:, -keep:]``, which is not contiguous. When that slice
+    requires grad, ``torch.matmul`` does not fold it into one (batch·keep, d) × (d, vocab) product but runs a
+    batched product against the weight expanded per row, forward and backward. A contiguous copy (a few hundred
+    KB) folds, with bit-identical results, and a LoRA training step gets ~10 % faster (``bench/RESULTS.md``).
+    """
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, torch.nn.Module):
+        yield
+        return
+    handle = head.register_forward_pre_hook(_contiguous_input)
+    try:
+        yield
+    finally:
+        handle.remove()

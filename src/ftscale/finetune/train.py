@@ -19,7 +19,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ftscale.data.types import EncodedExample
 from ftscale.errors import DataError
-from ftscale.finetune._batches import bucketed_batches, target_nll_sum
+from ftscale.finetune._batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
 
@@ -168,7 +168,7 @@ def finetune(
     started = time.perf_counter()
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    with bar:
+    with bar, contiguous_head_input(model):
         while step < total_steps:
             if not epoch_batches:
                 epoch_batches = bucketed_batches(train, method.batch_size, shuffler)
