@@ -314,8 +314,30 @@ def test_regenerate_renders_every_block_beside_the_paper_and_checks_clean(tmp_pa
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     result = reproduction.regenerate(tmp_path, plots_dir=tmp_path / "figures")
     assert result.missing_files == ["klexikon-de.csv"]
-    names = {f"{block}-en-de" for block in reproduction.TASK_BLOCKS} | {"heldout-summary"}
+    names = {f"{block}-en-de" for block in reproduction.TASK_BLOCKS} | {
+        "heldout-summary",
+        "heldout-breakdown",
+    }
     assert set(result.blocks) == names
+    # the breakdown's per-setting Δh is the same number the Tables 2/6 block reports
+    breakdown = {
+        (cols[1], cols[2]): cols[3]
+        for cols in (
+            [c.strip() for c in line.split("|")[1:-1]]
+            for line in result.blocks["heldout-breakdown"].splitlines()
+        )
+        if len(cols) == 6 and cols[0] == "multi30k-en-de"
+    }
+    heldout = {
+        (cols[0], cols[1]): cols[2]
+        for cols in (
+            [c.strip() for c in line.split("|")[1:-1]] for line in result.blocks["heldout-en-de"].splitlines()
+        )
+        if len(cols) == 6 and cols[1] != "avg" and not cols[0].startswith(("factor", "---"))
+    }
+    assert len(breakdown) == 8  # 3 methods × (model size, pretraining data) + 2 PET methods × PET size
+    for (factor, method), value in breakdown.items():
+        assert float(value) == pytest.approx(float(heldout[(factor, method)]), rel=0.05, abs=1e-3)
     table4 = result.blocks["table4-en-de"]
     assert "| α_m | 0.52 [" in table4 and "| 0.52 |" in table4  # ours (synthetic truth) beside the paper's
     assert "| α_pa |" in table4
