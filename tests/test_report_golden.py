@@ -3,6 +3,7 @@ and the written report (self-contained HTML, Markdown, JSON)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,7 +19,7 @@ from ftscale.report._synthetic import SyntheticStudy
 from ftscale.report.advise import advise
 from ftscale.report.analysis import analyse
 from ftscale.report.html import write_report
-from ftscale.report.tables import table4
+from ftscale.report.tables import table4, table_heldout_breakdown
 
 pytestmark = pytest.mark.slow  # a dozen two-stage fits plus bootstrap refits: about a minute or more
 
@@ -61,6 +62,29 @@ def test_recovers_table4(analysis):
     assert set(analysis.fits["form"]) == {"multiplicative", "additive"}
 
 
+def _signed(cell: str) -> float:
+    """The mean signed error out of a breakdown cell such as '0.1 (-0.1), n=5'."""
+    return float(re.search(r"\(([-+0-9.e]+)\)", cell).group(1))
+
+
+def test_heldout_breakdown_locates_the_error(analysis):
+    plain = table_heldout_breakdown(analysis, STUDY.task)
+    largest, other = "largest D_f cells: MAD (mean error)", "held-out X, smaller D_f: MAD (mean error)"
+    assert len(plain) == 8  # 3 methods × model size and pretraining data, 2 PET methods × PET size
+    # data drawn from the laws themselves: the held-out error is at the noise level everywhere
+    assert all(abs(_signed(cell)) < 0.01 for cell in [*plain[largest], *plain[other]])
+    # a step budget that binds at the largest subset: those runs land 0.1 nats above the law. Held-out cells
+    # are never fitted, so shifting them afterwards is the same as having measured them so.
+    cells = analysis.cells.copy()
+    is_max = cells["d"] == cells.groupby(["task", "method", "factor"])["d"].transform("max")
+    cells.loc[cells["heldout"].astype(bool) & is_max, "loss"] += 0.1
+    shifted = table_heldout_breakdown(dataclasses.replace(analysis, cells=cells), STUDY.task)
+    for before, after in zip(plain.itertuples(index=False), shifted.itertuples(index=False), strict=True):
+        assert _signed(after[3]) == pytest.approx(_signed(before[3]) - 0.1, abs=0.005)
+        assert after[4] == before[4]  # the held-out-X cells below the largest subset did not move
+        assert float(after[2]) > float(before[2])  # and the setting's Δh grew
+
+
 def test_critical_sizes_match_analytic(analysis):
     crit = analysis.critical[analysis.critical["factor"] == "model_size"]
     checked = 0
@@ -95,6 +119,7 @@ def test_report_is_self_contained(analysis, tmp_path):
     assert "http://" not in html and "https://" not in html
     assert html.count("data:image/png;base64,") >= 5
     assert "synthetic" in html and "failed" in html  # source and run counts are stated
+    assert "Where the held-out error lies" in html
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["config"]["n_bootstrap"] == 20 and summary["findings"]
     assert "| param |" in (out / "report.md").read_text()

@@ -88,6 +88,18 @@ def build_sections(analysis: Analysis) -> list[Section]:
             .add("table", tables.table_errors(analysis, task))
             .add("table", tables.table_fit_quality(analysis, task))
         )
+        breakdown = tables.table_heldout_breakdown(analysis, task)
+        if len(breakdown):
+            sections.append(
+                Section("Where the held-out error lies (multiplicative law)", 3)
+                .add(
+                    "p",
+                    "Held-out cells: the largest finetuning subset at every X, and every subset at the held-out X. "
+                    "Error = law − measured mean loss; negative means the law promised a lower loss than the runs "
+                    "reached (e.g. a fixed step budget that binds at the largest subset).",
+                )
+                .add("table", breakdown)
+            )
         for factor in FACTOR_BY_NAME:
             png = _figure(plots.loss_vs_data, analysis, task, factor)
             if png:

@@ -356,56 +356,20 @@ def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
     return text
 
 
-def _error_part(err: np.ndarray) -> str:
-    """``MAD (mean signed error)`` of some held-out cells, or – when there are none."""
-    if not len(err):
-        return "–"
-    return f"{_num(float(np.mean(np.abs(err))), 2)} ({float(np.mean(err)):+.2g})"
-
-
 def heldout_breakdown_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
-    """Where the multiplicative law's held-out error lies: the largest-D_f cells vs the held-out-X cells.
-
-    The held-out cells of a setting are the largest finetuning subset at every X plus every subset at the
-    held-out X. The signed error is predicted − measured (negative: the law promised a lower loss).
-    """
-    rows = []
+    """Where the multiplicative law's held-out error lies, over all tasks (``tables.table_heldout_breakdown``)."""
+    frames = []
     for analysis, task, _ in entries:
-        cells = analysis.cells
-        if not len(cells):
-            continue
-        for method in _method_rows(analysis, task):
-            for factor in PAPER_FACTORS_IN_OURS:
-                law = analysis.laws.get((task, method, factor, "multiplicative"))
-                if law is None:
-                    continue
-                mine = cells[
-                    (cells["task"] == task) & (cells["method"] == method) & (cells["factor"] == factor)
-                ]
-                held = mine[mine["heldout"].astype(bool)]
-                if not len(held):
-                    continue
-                predicted = np.asarray(law.predict(held[["x", "d"]].to_numpy(dtype=float)), dtype=float)
-                err = predicted - held["loss"].to_numpy(dtype=float)
-                at_max = (held["d"] == mine["d"].max()).to_numpy()
-                n_max, n_other = int(at_max.sum()), int((~at_max).sum())
-                rows.append(
-                    {
-                        "task": task,
-                        "factor": FACTOR_BY_NAME[factor].label,
-                        "method": METHOD_LABELS.get(method, method),
-                        "mult. Δh": _num(float(np.mean(np.abs(err))), 2),
-                        "largest D_f cells: MAD (mean error)": f"{_error_part(err[at_max])}, n={n_max}",
-                        "held-out X, smaller D_f: MAD (mean error)": f"{_error_part(err[~at_max])}, n={n_other}",
-                    }
-                )
-    if not rows:
+        table = tables.table_heldout_breakdown(analysis, task, PAPER_FACTORS_IN_OURS)
+        if len(table):
+            frames.append(table.assign(task=task)[["task", *table.columns]])
+    if not frames:
         return "_No held-out cells._\n"
     text = (
         "Held-out cells of each setting: the largest finetuning subset at every X, and every subset at the held-out "
         "X. Error = law − measured mean loss over seeds (nats); negative means the law promised a lower loss.\n\n"
     )
-    return text + tables.to_markdown(pd.DataFrame(rows))
+    return text + tables.to_markdown(pd.concat(frames, ignore_index=True))
 
 
 def _heldout_noise(entries: Iterable[tuple[Analysis, str, str]]) -> tuple[float, int] | None:

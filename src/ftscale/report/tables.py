@@ -7,7 +7,9 @@ of them without extra dependencies, so the HTML and Markdown reports show the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ftscale.report.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
@@ -87,6 +89,52 @@ def table_errors(analysis: Analysis, task: str) -> pd.DataFrame:
                     values.append(value)
             row[f"{form[:4]}. avg"] = fmt_number(sum(values) / len(values), 2) if values else "–"
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _error_part(err: np.ndarray) -> str:
+    """``MAD (mean signed error)`` of some held-out cells, or – when there are none."""
+    if not len(err):
+        return "–"
+    return f"{fmt_number(float(np.mean(np.abs(err))), 2)} ({float(np.mean(err)):+.2g})"
+
+
+def table_heldout_breakdown(
+    analysis: Analysis, task: str, factors: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Where the multiplicative law's held-out error lies, per factor and method.
+
+    A setting's held-out cells are the largest finetuning subset at every X plus every subset at the held-out X;
+    the table splits Δh between the two and gives the signed mean error (law − measured mean loss; negative: the
+    law promised a lower loss than the runs reached). ``factors`` restricts and orders the factors shown.
+    """
+    cells = analysis.cells
+    rows: list[dict[str, str]] = []
+    if not len(cells):
+        return pd.DataFrame(rows)
+    for factor in factors if factors is not None else list(FACTOR_BY_NAME):
+        for method in _method_columns(analysis, task):
+            law = analysis.laws.get((task, method, factor, "multiplicative"))
+            if law is None:
+                continue
+            mine = cells[(cells["task"] == task) & (cells["method"] == method) & (cells["factor"] == factor)]
+            held = mine[mine["heldout"].astype(bool)]
+            if not len(held):
+                continue
+            predicted = np.asarray(law.predict(held[["x", "d"]].to_numpy(dtype=float)), dtype=float)
+            err = predicted - held["loss"].to_numpy(dtype=float)
+            at_max = (held["d"] == mine["d"].max()).to_numpy()
+            rows.append(
+                {
+                    "factor": FACTOR_BY_NAME[factor].label,
+                    "method": METHOD_LABELS.get(method, method),
+                    "mult. Δh": fmt_number(float(np.mean(np.abs(err))), 2),
+                    "largest D_f cells: MAD (mean error)": f"{_error_part(err[at_max])}, n={int(at_max.sum())}",
+                    "held-out X, smaller D_f: MAD (mean error)": (
+                        f"{_error_part(err[~at_max])}, n={int((~at_max).sum())}"
+                    ),
+                }
+            )
     return pd.DataFrame(rows)
 
 
