@@ -121,7 +121,8 @@ def contiguous_head_input(model: torch.nn.Module) -> Iterator[None]:
     ``logits_to_keep`` hands the head a slice ``hidden[:, -keep:]``, which is not contiguous. When that slice
     requires grad, ``torch.matmul`` does not fold it into one (batch·keep, d) × (d, vocab) product but runs a
     batched product against the weight expanded per row, forward and backward. A contiguous copy (a few hundred
-    KB) folds, with bit-identical results, and a LoRA training step gets ~10 % faster (``bench/RESULTS.md``).
+    KB) folds, with bit-identical results: a LoRA training step got 12 % faster, FMT 3 %, prompt tuning 4 %
+    (``bench/RESULTS.md``, finetune_throughput). Without grad matmul folds anyway, so evaluation gains nothing.
     """
     get_head = getattr(model, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
