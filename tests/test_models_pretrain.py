@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import random
+import shutil
+import types
 
 import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from ftscale.errors import DataError, SpecError, UserError
 from ftscale.models.family import ModelSpec, build_model, load_base_model, parameter_counts
 from ftscale.models.pretrain import (
+    CheckpointWriteError,
     PretrainConfig,
     StepInfo,
     TrainingDiverged,
+    _atomic_torch_save,
     list_checkpoints,
     lr_multiplier,
     pretrain,
@@ -140,6 +145,92 @@ def test_interrupted_run_resumes_to_identical_weights(tokenizer, tmp_path):
     resumed = LlamaForCausalLM.from_pretrained(tmp_path / "cut" / "ckpt-384")
     for (name, w_full), w_resumed in zip(weights(full).items(), weights(resumed).values(), strict=True):
         assert torch.equal(w_full, w_resumed), name
+
+
+def interrupt_at(step: int):
+    def interrupt(info: StepInfo) -> None:
+        if info.step == step:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
+def test_run_without_intermediate_budgets_resumes_from_a_periodic_state(tokenizer, tmp_path):
+    texts, val_texts = make_texts(300), make_texts(30, seed=9)
+    # 6 steps and one budget, the last; losses are checked at steps 3, 5 (eval) and 6, so the periodic state of
+    # step 4 falls between sync points and must carry the unchecked loss of step 4
+    cfg = config(total_tokens=6 * 2 * 32, checkpoint_tokens=[], log_every=3, eval_every=5)
+    run = dict(val_texts=val_texts, progress=False, save_state_every_s=None, save_state_every_steps=2)
+    full = pretrain(cfg, tokenizer, texts, tmp_path / "full", **run)
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, tokenizer, texts, tmp_path / "cut", on_step=interrupt_at(5), **run)
+    assert list_checkpoints(tmp_path / "cut") == []
+    assert torch.load(tmp_path / "cut" / "resume.pt", weights_only=False)["step"] == 4
+    executed = []
+    resumed = pretrain(
+        cfg, tokenizer, texts, tmp_path / "cut", on_step=lambda i: executed.append(i.step), **run
+    )
+    assert executed == [5, 6]  # continued from the periodic state of step 4, not from step 0
+
+    assert resumed.history == full.history and resumed.final_train_loss == full.final_train_loss
+    for name in ("train_log.jsonl", "ckpt-384/ftscale_meta.json"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "full" / name).read_text(), name
+    w_full = weights(LlamaForCausalLM.from_pretrained(tmp_path / "full" / "ckpt-384"))
+    w_resumed = weights(LlamaForCausalLM.from_pretrained(tmp_path / "cut" / "ckpt-384"))
+    for name, w in w_full.items():
+        assert torch.equal(w, w_resumed[name]), name
+
+    # the wall-clock interval triggers saves too (here a tiny one: after every step)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, tokenizer, texts, tmp_path / "timed", progress=False, on_step=interrupt_at(3),
+                 save_state_every_s=1e-9)  # fmt: skip
+    assert torch.load(tmp_path / "timed" / "resume.pt", weights_only=False)["step"] == 2
+
+
+def test_failed_writes_and_stale_temps_leave_no_tmp_behind(tokenizer, tmp_path, monkeypatch):
+    texts = make_texts(150)
+    out = tmp_path / "run"
+    # temps of a run that crashed (or hit a full disk) while writing; a foreign *.tmp is left alone
+    (out / "ckpt-128.tmp").mkdir(parents=True)
+    (out / "ckpt-128.tmp" / "model.safetensors").write_bytes(b"partial")
+    (out / "resume.pt.tmp").write_bytes(b"partial")
+    (out / "notes.tmp").write_text("not ours")
+
+    def save_pretrained_on_full_disk(self, directory, *args, **kwargs):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "model.safetensors").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PreTrainedModel, "save_pretrained", save_pretrained_on_full_disk)
+        with pytest.raises(
+            CheckpointWriteError, match=r"ckpt-128: the disk is full \(No space left on device"
+        ):
+            pretrain(config(), tokenizer, texts, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.tmp"]
+    assert issubclass(CheckpointWriteError, UserError)  # the study driver records the message as the reason
+
+    # torch.save on a full disk raises a bare RuntimeError: the free space tells it apart
+    def torch_save_on_full_disk(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", torch_save_on_full_disk)
+        patch.setattr(
+            shutil, "disk_usage", lambda path: types.SimpleNamespace(total=2**30, used=2**30, free=0)
+        )
+        with pytest.raises(CheckpointWriteError, match=r"resume\.pt: the disk is full \(\[enforce fail"):
+            pretrain(config(), tokenizer, texts, tmp_path / "b", progress=False)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["ckpt-128"]  # whole, written before
+    assert [c.step for c in list_checkpoints(tmp_path / "b")] == [2]
+
+    # a failure that is not about the disk passes through unchanged, its temp removed all the same
+    with pytest.raises(Exception, match="lambda") as caught:
+        _atomic_torch_save({"unpicklable": lambda: 0}, tmp_path / "c.pt")
+    assert not isinstance(caught.value, CheckpointWriteError)
+    assert list(tmp_path.glob("c.pt*")) == []
 
 
 def test_resume_refuses_a_different_config(tokenizer, tmp_path):

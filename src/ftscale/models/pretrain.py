@@ -2,10 +2,23 @@
 
 Read top to bottom, like nanoGPT: tokenize the documents (joined with EOS) and pack them into fixed-length
 sequences; build the model and AdamW (or Adafactor) with warm-up + cosine decay; train, evaluating held-out
-loss now and then; at each token budget write ``out_dir/ckpt-<tokens>/`` (``save_pretrained`` model +
-tokenizer + ``ftscale_meta.json``), optionally an *annealed* twin ``ckpt-<tokens>-annealed/`` (a short decay
-of the LR to its minimum, so every pretraining-data point is a finished model), and ``out_dir/resume.pt`` so
-that rerunning after an interruption continues from the last checkpoint and ends with the same weights.
+loss now and then. What is written to ``out_dir``, and when:
+
+* at each token budget (``checkpoint_tokens`` and ``total_tokens``): ``ckpt-<tokens>/`` (``save_pretrained``
+  model + tokenizer + ``ftscale_meta.json``), optionally an *annealed* twin ``ckpt-<tokens>-annealed/`` (a short
+  decay of the LR to its minimum, so every pretraining-data point is a finished model), then the training
+  state ``resume.pt`` and the log ``train_log.jsonl``;
+* between budgets, periodically: ``resume.pt`` and ``train_log.jsonl`` alone, every ``save_state_every_s``
+  seconds of wall-clock time (default :data:`SAVE_STATE_EVERY_S`, 5 minutes: one ``torch.save`` per interval)
+  and/or every ``save_state_every_steps`` steps; both are arguments of :func:`pretrain`, not of the config,
+  as they do not change results. Every model size gets them, also one with no intermediate budget.
+
+``resume.pt`` holds everything the rest of the run depends on: weights, optimizer and LR-schedule state, RNG
+states, the step (the data order is a fixed function of seed and step), the log history and the losses not
+yet checked since the last sync point. Rerunning after an interruption continues from the newest state and
+ends with bit-identical checkpoints, metadata and log (on the same hardware). Every file is written to a
+``*.tmp`` sibling and renamed into place, so it is whole or absent; a failed write (a full disk) removes its
+temp and raises :class:`CheckpointWriteError`, and stale temps of a crashed run are removed at the start.
 
 fp32 on CPU, bf16 autocast on GPU, same code. Seeded: same config + data → same losses on CPU.
 """
@@ -14,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import json
 import math
@@ -21,7 +35,7 @@ import os
 import pickle
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,10 +50,18 @@ from ftscale.models.family import ModelSpec, ParamCounts, build_model, parameter
 META_FILE = "ftscale_meta.json"
 RESUME_FILE = "resume.pt"
 LOG_FILE = "train_log.jsonl"
+TMP_SUFFIX = ".tmp"  # files and checkpoint folders are written under this suffix, then renamed into place
+# Default wall-clock interval (seconds) between periodic saves of ``resume.pt``: one torch.save per interval.
+SAVE_STATE_EVERY_S = 300.0
 
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint or the training state could not be written (a full disk, no permission): the message says
+    which file, why, and that rerunning resumes from the last saved state. Its temp file has been removed."""
 
 
 class PretrainConfig(BaseModel):
@@ -272,21 +294,93 @@ def tokenizer_sha256(tokenizer) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: BaseException) -> CheckpointWriteError | None:
+    """A clear error for a failed write when it is an I/O problem (``None`` otherwise: re-raise as is).
+
+    A full disk does not always surface as ``OSError(ENOSPC)``: torch.save raises a bare ``RuntimeError`` and
+    safetensors its own error, so the free space is also checked (while the partial temp still takes its room).
+    """
+    if not isinstance(exc, Exception):
+        return None  # KeyboardInterrupt and the like pass through unchanged
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    text = str(exc)
+    full = (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in text
+        or "os error 28" in text
+        or (free is not None and free < 2**20)
+    )
+    if not (full or isinstance(exc, OSError)):
+        return None
+    why = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+    then = f"and rerun: training resumes from the last state saved in {path.parent}"
+    if full:
+        room = f", {free / 2**20:.0f} MiB free" if free is not None else ""
+        return CheckpointWriteError(
+            f"cannot write {path}: the disk is full ({why}{room}); free disk space {then}"
+        )
+    return CheckpointWriteError(f"cannot write {path}: {why}; fix this {then}")
+
+
+@contextlib.contextmanager
+def _written_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temp path to write ``path``'s content to, then rename it into place: ``path`` is whole or absent.
+
+    On failure the temp is removed, and an I/O error (a full disk) is raised as :class:`CheckpointWriteError`.
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.is_dir():
+            shutil.rmtree(path)  # os.replace cannot replace a non-empty folder
+        os.replace(tmp, path)
+    except BaseException as exc:
+        error = _write_error(path, exc)
+        _remove(tmp)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Remove the temps of writes a crash or a full disk interrupted (only the names this module writes)."""
+    for tmp in out_dir.glob(f"*{TMP_SUFFIX}"):
+        name = tmp.name.removesuffix(TMP_SUFFIX)
+        if name in (RESUME_FILE, LOG_FILE) or name.startswith("ckpt-"):
+            _remove(tmp)
+
+
 def _write_checkpoint(path: Path, model, tokenizer, meta: dict[str, Any]) -> None:
     """Write model + tokenizer + metadata into a temp dir, then rename: a checkpoint is whole or absent."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with _written_atomically(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with _written_atomically(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename, so a power loss cannot leave an empty resume.pt
+
+
+def _save_state(out_dir: Path, state: dict[str, Any]) -> None:
+    """Write ``resume.pt`` and the log: the one code path for budget and periodic saves."""
+    _atomic_torch_save(state, out_dir / RESUME_FILE)
+    with _written_atomically(out_dir / LOG_FILE) as tmp:
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in state["history"]))
 
 
 def checkpoint_name(budget_tokens: int, annealed: bool = False) -> str:
@@ -330,10 +424,23 @@ def pretrain(
     val_texts: Iterable[str] | np.ndarray | torch.Tensor | None = None,
     progress: bool = True,
     on_step: Callable[[StepInfo], None] | None = None,
+    *,
+    save_state_every_s: float | None = SAVE_STATE_EVERY_S,
+    save_state_every_steps: int | None = None,
 ) -> PretrainResult:
-    """Pretrain ``config.model`` on ``texts`` (documents, or a token-id array); resume if ``out_dir`` has a run."""
+    """Pretrain ``config.model`` on ``texts`` (documents, or a token-id array); resume if ``out_dir`` has a run.
+
+    Besides at every token budget, ``resume.pt`` is saved once ``save_state_every_s`` seconds have passed since
+    the last save and at every multiple of ``save_state_every_steps`` steps (``None`` turns either off). They
+    only set how much work an interruption can lose; results do not depend on them.
+    """
+    if save_state_every_s is not None and not save_state_every_s > 0:
+        raise ValueError(f"save_state_every_s must be positive or None, not {save_state_every_s}")
+    if save_state_every_steps is not None and save_state_every_steps < 1:
+        raise ValueError(f"save_state_every_steps must be at least 1 or None, not {save_state_every_steps}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out_dir)
     device = resolve_device(config.device)
     spec = config.model
     if len(tokenizer) > spec.vocab_size:
@@ -398,7 +505,7 @@ def pretrain(
 
     # -- resume from out_dir/resume.pt when a previous run of the same config wrote one
     resume_path = out_dir / RESUME_FILE
-    start_step, history = 0, []
+    start_step, history, state = 0, [], {}
     torch.manual_seed(config.seed)
     if resume_path.exists():
         try:
@@ -424,11 +531,29 @@ def pretrain(
                  "config": config.model_dump(mode="json")}  # fmt: skip
     last_good = max(list_checkpoints(out_dir), key=lambda c: c.step, default=None)
     # per-step losses stay on the device until the next sync point: no .item() (host sync) per step
-    window: list[torch.Tensor] = []
-    window_start = start_step
+    # a periodic state can fall between sync points: it carries the losses not yet checked (older files do not)
+    window: list[torch.Tensor] = list(state.get("window", torch.zeros(0)).to(device).unbind())
+    window_start = state.get("window_start", start_step)
     train_loss = history[-1]["train_loss"] if history else None
-    val_loss = None
+    val_loss = state.get("val_loss")
     amp = autocast_for(device)
+
+    def save_state(done: int) -> None:
+        _save_state(out_dir, {
+            "step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            "config": _comparable(config), "data_sha256": data_sha, "history": history,
+            "window": torch.stack(window).cpu() if window else torch.zeros(0), "window_start": window_start,
+            "val_loss": val_loss,
+        })  # fmt: skip
+
+    def state_is_finite() -> bool:
+        finite = [torch.isfinite(p).all() for p in model.parameters()]
+        finite += [torch.isfinite(loss) for loss in window]
+        return bool(torch.stack(finite).all())
+
+    last_save = time.monotonic()
 
     with _progress_bar(progress, total_steps, start_step, config.tokens_per_step) as bar:
         for step in range(start_step, total_steps):
@@ -482,14 +607,15 @@ def pretrain(
                                     optimizer.param_groups[0]["lr"], val_rows, device, tokenizer, meta, out_dir)  # fmt: skip
                 last_good = CheckpointInfo(path, budget, meta["tokens_seen"], 0, done, False, train_loss,
                                            val_loss, counts)  # fmt: skip
-                _atomic_torch_save(
-                    {"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
-                     "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                     "config": _comparable(config), "data_sha256": data_sha, "history": history},
-                    resume_path,
-                )  # fmt: skip
-                (out_dir / LOG_FILE).write_text("".join(json.dumps(h) + "\n" for h in history))
+                save_state(done)
+                last_save = time.monotonic()
+            elif (
+                (save_state_every_steps is not None and done % save_state_every_steps == 0)
+                or (save_state_every_s is not None and time.monotonic() - last_save >= save_state_every_s)
+            ) and state_is_finite():
+                # periodic state between budgets (never a diverged one: the next sync point raises instead)
+                save_state(done)
+                last_save = time.monotonic()
 
     return PretrainResult(out_dir=out_dir, checkpoints=list_checkpoints(out_dir), steps=total_steps,
                           tokens_seen=total_steps * config.tokens_per_step, final_train_loss=train_loss,
