@@ -645,29 +645,41 @@ def known_task(name: str) -> bool:
     return name in TASKS or any(matcher(name) is not None for matcher, _ in TASK_PATTERNS.values())
 
 
+def _resolve(name: str) -> tuple[Callable[..., TaskData], Callable[..., TaskData]] | None:
+    """(factory, function whose signature lists the options) of a registered task name, or None."""
+    if name in TASKS:
+        return TASKS[name], TASKS[name]
+    for matcher, function in TASK_PATTERNS.values():
+        factory = matcher(name)
+        if factory is not None:
+            return factory, function
+    return None
+
+
+def task_options(name: str) -> list[str] | None:
+    """The option keys a task accepts (``task.options`` of a study file), sorted; None for an unknown name.
+
+    The name fixes the data directory, the languages and (synthetic tasks) the kind, so those are not options.
+    """
+    resolved = _resolve(name)
+    if resolved is None:
+        return None
+    function = resolved[1]
+    fixed = {"data_dir", "kind", "src", "tgt"} if function is synthetic_task else {"data_dir", "src", "tgt"}
+    return sorted(set(inspect.signature(function).parameters) - fixed)
+
+
 def load_task(name: str, data_dir: Path | str | None = None, **kwargs: Any) -> TaskData:
     """Build a task by name, e.g. ``load_task("multi30k-en-de")`` or ``load_task("synthetic-en-de", n_train=2000)``.
 
     ``kwargs`` go to the task's function (see :func:`multi30k_task`, :func:`synthetic_task`, ...).
     """
-    factory: Callable[..., TaskData] | None = None
-    signature_of: Callable[..., TaskData] | None = None
-    if name in TASKS:
-        factory = signature_of = TASKS[name]
-    else:
-        for matcher, function in TASK_PATTERNS.values():
-            factory = matcher(name)
-            if factory is not None:
-                signature_of = function
-                break
-    if factory is None or signature_of is None:
+    resolved = _resolve(name)
+    if resolved is None:
         raise UserError(f"unknown task {name!r}; valid names: {', '.join(task_names())}")
-    parameters = inspect.signature(signature_of).parameters
-    fixed = (
-        {"data_dir", "kind", "src", "tgt"} if signature_of is synthetic_task else {"data_dir", "src", "tgt"}
-    )
-    unknown = sorted(set(kwargs) - (set(parameters) - fixed))
+    factory = resolved[0]
+    allowed = task_options(name) or []
+    unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        allowed = sorted(set(parameters) - fixed)
         raise UserError(f"task {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
     return factory(data_dir=data_dir, **kwargs)

@@ -28,6 +28,7 @@ from scipy import stats
 
 from ftscale.errors import DataError, FitError
 from ftscale.report import _laws
+from ftscale.study.spec import MIN_FIT_VALUES
 
 METHOD_ORDER = ("fmt", "prompt", "lora")
 METHOD_LABELS = {"fmt": "FMT", "prompt": "Prompt", "lora": "LoRA"}
@@ -77,7 +78,7 @@ STAGE1_FACTORS = ("model_size", "pretrain_tokens")
 CRITICAL_FACTORS = ("model_size", "pretrain_tokens", "pretrain_tokens_annealed")
 # A two-stage factor fit needs enough cells to pin (A, α) with β, E shared: at least this many fitting cells,
 # over at least two values of X and of D_f.
-MIN_FIT_CELLS = 4
+MIN_FIT_CELLS = MIN_FIT_VALUES**2  # ≥ 2 values of X × ≥ 2 of D_f
 # Critical sizes are searched this many decades beyond the observed D_f range of the two methods.
 CRITICAL_SEARCH_DECADES = 3.0
 # "PET size barely helps": |α_t| below this (the paper reports |α_t| ≪ 1e-2).
@@ -117,7 +118,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif path.suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+            # low_memory=False: no DtypeWarning (two lines on stderr) when a large table has junk rows
+            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", low_memory=False)
         else:
             raise DataError(f"{path}: unknown results format {path.suffix!r}; use .csv or .parquet")
     except (pd.errors.EmptyDataError, ValueError, OSError) as exc:
@@ -325,7 +327,7 @@ def build_cells(done: pd.DataFrame, heldout: str = "study") -> pd.DataFrame:
 def _check_enough(cells: pd.DataFrame, task: str, method: str, factor: str) -> None:
     fit = cells[~cells["heldout"]]
     n_x, n_d = fit["x"].nunique(), fit["d"].nunique()
-    if len(fit) < MIN_FIT_CELLS or n_x < 2 or n_d < 2:
+    if len(fit) < MIN_FIT_CELLS or n_x < MIN_FIT_VALUES or n_d < MIN_FIT_VALUES:
         spec = FACTOR_BY_NAME[factor]
         raise FitError(
             f"too few runs for a law: task {task!r}, method {method!r}, factor {factor!r} has {len(fit)} fitting "

@@ -82,16 +82,64 @@ def task_data(task: Mapping[str, Any]):
 
 
 def preflight(spec: Any) -> None:
-    """Load the study's task data once before anything is written, so missing or malformed data files (and
-    zero-shot directions the task does not have) end the run with a one-line error and no study directory; the
-    jobs then reuse the loaded splits."""
+    """Load the study's task data once before anything is written, so missing or malformed data files, zero-shot
+    directions the task does not have and finetuning sizes larger than its training pool end the run with a
+    one-line error and no study directory; the jobs then reuse the loaded splits."""
     data = task_data(spec.task.model_dump(mode="json"))
+    problems = _data_problems(spec, data)
+    if problems:
+        from ftscale.study.spec import spec_error
+
+        raise spec_error(getattr(spec, "source", "study.yaml"), problems)
+
+
+def _data_problems(spec: Any, data: Any) -> list[tuple[str, str]]:
+    """(YAML path, message) for each part of the spec that the loaded task data cannot serve."""
+    problems: list[tuple[str, str]] = []
+    name = data.task.name
+    available = ", ".join(sorted(data.zero_shot)) or "none"
     for i, direction in enumerate(spec.evaluation.zero_shot):
         if direction not in data.zero_shot:
-            raise UserError(
-                f"evaluation.zero_shot[{i}]: task {data.task.name!r} has no {direction!r} test set; "
-                f"available: {', '.join(sorted(data.zero_shot)) or 'none'}"
+            problems.append(
+                (
+                    f"evaluation.zero_shot[{i}]",
+                    f"task {name!r} has no {direction!r} test set; available: {available} "
+                    "(remove it or use one of those)",
+                )
             )
+    # Finetuning subsets and few-shot prompts are drawn from ``data.train``: the split after the loader's own
+    # carve-outs (e.g. a dev split cut from the training file) and the ``task.train_pool`` cap.
+    pool = len(data.train)
+    pool_rule = _pool_description(spec.task.train_pool, pool)
+    for method, sizes in spec.factors.ft_sizes.items():
+        for i, n in enumerate(sizes):
+            if n > pool:
+                problems.append(
+                    (
+                        f"factors.ft_sizes.{method}[{i}]",
+                        f"{n} finetuning examples requested but task {name!r} has only {pool} training "
+                        f"examples{pool_rule}; use sizes <= {pool} in factors.ft_sizes.{method} "
+                        "(or give the task more training data)",
+                    )
+                )
+    for i, k in enumerate(spec.evaluation.few_shot):
+        if k > pool:
+            problems.append(
+                (
+                    f"evaluation.few_shot[{i}]",
+                    f"{k}-shot prompts need {k} training examples but task {name!r} has only {pool}"
+                    f"{pool_rule}; use shot counts <= {pool}",
+                )
+            )
+    return problems
+
+
+def _pool_description(train_pool: int | None, available: int) -> str:
+    if train_pool is None:
+        return " (task.train_pool is unset: the whole training split)"
+    if train_pool > available:
+        return f" (task.train_pool ({train_pool}) is larger than the training split)"
+    return f" (task.train_pool ({train_pool}))"
 
 
 def _interleave(streams: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ftscale.errors import SpecError
 
@@ -26,6 +26,9 @@ METHODS = ("fmt", "prompt", "lora")
 PET_FACTOR_OF_METHOD = {"prompt": "prompt_length", "lora": "lora_rank"}
 TASK_NAME_PATTERN = r"^[a-z][a-z0-9_\-]*(/[a-z0-9_\-]+)?$"
 DIRECTION_PATTERN = r"^[a-z]{2,3}-[a-z]{2,3}$"
+# A held-out set must leave this many values of every grid axis to fit: the report's two-stage fit needs cells
+# over at least two values of X and of D_f (``ftscale.report.analysis`` imports it from here).
+MIN_FIT_VALUES = 2
 
 
 class _Strict(BaseModel):
@@ -191,6 +194,13 @@ class StudySpec(_Strict):
     heldout: HeldoutSpec = Field(default_factory=HeldoutSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    # Where the spec was read from, for errors found after loading (e.g. by the study's data preflight).
+    _source: str = PrivateAttr(default="study.yaml")
+
+    @property
+    def source(self) -> str:
+        """The study file this spec was read from (``study.yaml`` when it was parsed from a mapping)."""
+        return self._source
 
     # --- derived views -------------------------------------------------------------------------------
     @property
@@ -302,6 +312,8 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
         from ftscale.data.adapters import task_names
 
         problems.append(("task.name", f"unknown task '{spec.task.name}'; valid: {', '.join(task_names())}"))
+    else:
+        problems += _task_option_problems(spec)
     f = spec.factors
     for i, name in enumerate(f.model_size or []):
         if name not in sizes:
@@ -354,8 +366,59 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
                 problems.append(
                     (f"heldout.ft_sizes.{method}[{i}]", f"{value} is not in factors.ft_sizes.{method}")
                 )
+    problems += _heldout_coverage_problems(spec, grids)
     if spec.execution.device == "cpu" and spec.execution.gpus_per_job > 0:
         problems.append(("execution.gpus_per_job", "must be 0 when execution.device is 'cpu'"))
+    return problems
+
+
+def _task_option_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """Option keys the task's loader does not take (checked here, before any data is read)."""
+    from ftscale.data.adapters import task_options
+
+    known = task_options(spec.task.name)
+    if known is None:  # a plug-in registry's task ("org/name"): its loader checks its own options
+        return []
+    return [
+        (
+            f"task.options.{key}",
+            f"unknown option for task '{spec.task.name}'{_hint(str(key), known)}; "
+            f"known options: {', '.join(known) or 'none'}",
+        )
+        for key in spec.task.options
+        if key not in known
+    ]
+
+
+def _heldout_coverage_problems(spec: StudySpec, grids: dict[str, list[Any]]) -> list[tuple[str, str]]:
+    """Held-out values that leave fewer than ``MIN_FIT_VALUES`` values of a swept axis to fit.
+
+    A finetuning run is held out when its X value or its D_f value is held out, so the report fits each factor of
+    a method on (X values left) × (D_f values left) cells; with fewer than two of either the law cannot be
+    fitted, and the study would only fail at report time. Values not in the grid are reported elsewhere."""
+    problems: list[tuple[str, str]] = []
+    given = spec.heldout
+
+    def check(path: str, grid_path: str, grid: list[Any], held: list[Any] | None) -> None:
+        values = set(grid)
+        held_in_grid = values & set(held or [])
+        left = len(values) - len(held_in_grid)
+        if held_in_grid and left < MIN_FIT_VALUES:
+            problems.append(
+                (
+                    path,
+                    f"holds out {len(held_in_grid)} of the {len(values)} values of {grid_path}, leaving "
+                    f"{left} to fit; the laws need at least {MIN_FIT_VALUES} values of every axis outside the "
+                    f"held-out set: hold out fewer values or add values to {grid_path}",
+                )
+            )
+
+    for axis, grid in grids.items():
+        check(f"heldout.{axis}", f"factors.{axis}", grid, getattr(given, axis))
+    for method, held in (given.ft_sizes or {}).items():
+        if method in spec.factors.ft_sizes:
+            grid_path = f"factors.ft_sizes.{method}"
+            check(f"heldout.ft_sizes.{method}", grid_path, spec.factors.ft_sizes[method], held)
     return problems
 
 
@@ -489,21 +552,25 @@ def _describe_error(error: dict[str, Any]) -> tuple[str, str]:
     return _format_loc(loc), f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})"
 
 
-def _reject(source: str, problems: list[tuple[str, str]]) -> SpecError:
+def spec_error(source: str, problems: list[tuple[str, str]]) -> SpecError:
+    """One line per problem: ``file: yaml.path: message``."""
     return SpecError("\n".join(f"{source}: {path}: {message}" for path, message in problems))
 
 
 def parse_spec(raw: Any, source: str = "study.yaml") -> StudySpec:
     """Validate a parsed YAML document; raise :class:`SpecError` listing every problem, one per line."""
     if not isinstance(raw, dict):
-        raise _reject(source, [("(top level)", f"expected a mapping of sections, got {type(raw).__name__}")])
+        raise spec_error(
+            source, [("(top level)", f"expected a mapping of sections, got {type(raw).__name__}")]
+        )
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
-        raise _reject(source, [_describe_error(e) for e in exc.errors()]) from None
+        raise spec_error(source, [_describe_error(e) for e in exc.errors()]) from None
     problems = _semantic_problems(spec)
     if problems:
-        raise _reject(source, problems)
+        raise spec_error(source, problems)
+    spec._source = source
     return spec
 
 
