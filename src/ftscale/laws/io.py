@@ -42,7 +42,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV file")
     try:
-        df = pd.read_csv(path)
+        # low_memory=False: one pass with one dtype per column, so junk rows far down a large file do not
+        # print pandas' DtypeWarning before the one-line error that names them.
+        df = pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty, expected a CSV with a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:

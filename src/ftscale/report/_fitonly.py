@@ -36,7 +36,7 @@ def load_points(
     if not path.is_file():
         raise DataError(f"fit-only input {path} not found")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, low_memory=False)  # no DtypeWarning on junk rows of a large file
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the table as CSV ({exc})") from None
     if frame.empty:
