@@ -11,9 +11,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ftscale.report import tables
-from ftscale.report.analysis import analyse, load_results
-
 console = Console()
 
 
@@ -31,6 +28,7 @@ def _fit_only(
     method: str | None = None,
 ) -> None:
     from ftscale.errors import UserError
+    from ftscale.report import tables
     from ftscale.report._fitonly import analyse_points, load_points
 
     if x is None:
@@ -79,6 +77,8 @@ def report(
     ),
 ) -> None:
     """Analyse a study and write a self-contained HTML report (or a fit-only analysis of any CSV)."""
+    from ftscale.report.analysis import analyse, load_results
+
     if _fit_only_requested(x, y, d):
         _fit_only(study, x, y, d, factor, max_models, method)
         return
@@ -106,6 +106,7 @@ def advise(
     """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI."""
     from ftscale.report.advise import advise as make_advice
     from ftscale.report.advise import check_examples
+    from ftscale.report.analysis import analyse, load_results
 
     check_examples(examples)  # before the analysis, which can take minutes
     analysis = analyse(
@@ -122,6 +123,9 @@ def fit_study(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fit the joint laws of a study and print Table 4, held-out errors, critical sizes and findings."""
+    from ftscale.report import tables
+    from ftscale.report.analysis import analyse, load_results
+
     analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     for task in analysis.tasks:
         console.print(f"\n[bold]Task {task}[/] — Table 4 (bootstrap CIs)")

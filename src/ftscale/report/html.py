@@ -1,7 +1,7 @@
 """Write a study's report: one self-contained HTML file (figures as base64 PNG), report.md, analysis.json.
 
 Everything goes to a temporary sibling directory first and is renamed into place at the end, so an error half
-way leaves no half-written report behind.
+way (or a kill) leaves no half-written report behind; the next run removes a killed run's staging directory.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -192,36 +194,163 @@ def render_markdown(sections: list[Section], title: str) -> str:
     return "\n".join(parts)
 
 
+class ReportOutputError(UserError):
+    """The report directory cannot be written: a read-only or full filesystem, a path through a file, ..."""
+
+
+# Staging directories are siblings of the report directory named ``.<name>.staging-<pid>-<random>``, so that a
+# later run can tell a killed run's leftovers (process gone) from a concurrent run's work in progress.
+_STAGING = "staging"
+# Report files; a hidden ``.<name>.<8 random characters>`` directory holding only these is a staging directory
+# of an earlier version (``tempfile.mkdtemp``), left behind by a kill.
+_REPORT_FILES = frozenset({"report.html", "report.md", "analysis.json"})
+
+
+_FIX = "free some space, make it writable or choose another --out"
+
+
+def _output_error(out_dir: Path, exc: OSError, doing: str, fix: str = _FIX) -> ReportOutputError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return ReportOutputError(f"--out {out_dir}: cannot {doing} ({reason}); {fix}")
+
+
+def _backup_path(out_dir: Path) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.old")
+
+
+def _new_staging(out_dir: Path) -> Path:
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{_STAGING}-{os.getpid()}-", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
+    return staging
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _stale_staging(out_dir: Path) -> list[Path]:
+    """Staging directories of earlier report runs into ``out_dir`` whose process is gone."""
+    if not out_dir.parent.is_dir():
+        return []
+    ours = re.compile(rf"^\.{re.escape(out_dir.name)}\.{_STAGING}-(\d+)-")
+    legacy = re.compile(rf"^\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}$")
+    stale = []
+    for path in out_dir.parent.iterdir():
+        if not path.is_dir() or path.is_symlink():
+            continue
+        match = ours.match(path.name)
+        if match is not None:
+            if not _process_alive(int(match.group(1))):
+                stale.append(path)
+        elif legacy.match(path.name) and {p.name for p in path.iterdir()} <= _REPORT_FILES:
+            stale.append(path)
+    return stale
+
+
+def recover_out_dir(out_dir: Path) -> None:
+    """Undo what a killed report run left next to ``out_dir``: its staging directories are removed, and a
+    previous report that was moved aside (``.<name>.old``) for the swap is put back when nothing replaced it."""
+    for path in _stale_staging(out_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    backup = _backup_path(out_dir)
+    if backup.is_dir() and not backup.is_symlink():
+        if out_dir.exists():
+            shutil.rmtree(backup, ignore_errors=True)  # the swap finished: the new report is in place
+        else:
+            backup.rename(out_dir)  # killed between the two renames: the old report comes back
+
+
 def check_out_dir(out_dir: Path) -> None:
-    """Raise a ``UserError`` when ``out_dir`` cannot become the report directory."""
+    """Raise a ``UserError`` when ``out_dir`` cannot become the report directory.
+
+    Called before the analysis (which can take minutes): it cleans up after a killed earlier run, creates the
+    parent directory and writes and removes a probe file where the report will be staged (and in ``out_dir`` when
+    it exists, since its files are removed when it is replaced)."""
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} exists and is not a directory; choose another output path")
+        raise ReportOutputError(f"--out {out_dir} exists and is not a directory; choose another output path")
+    for parent in out_dir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ReportOutputError(
+                f"--out {out_dir}: {parent} is a file, not a directory; choose another output path"
+            )
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        recover_out_dir(out_dir)
+        probes = [out_dir] if out_dir.is_dir() else []
+        staging = _new_staging(out_dir)
+        try:
+            for directory in [staging, *probes]:
+                probe = directory / f".ftscale-probe-{os.getpid()}"
+                probe.write_text(
+                    "ftscale report: checking that this directory is writable\n", encoding="utf-8"
+                )
+                probe.unlink()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise _output_error(out_dir, exc, "write the report there") from None
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Make ``staging`` the report directory; the old report stays in place, or aside as ``.<name>.old`` (put
+    back by the next run, see :func:`recover_out_dir`), until the new one is complete."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    backup = _backup_path(out_dir)
+    shutil.rmtree(backup, ignore_errors=True)
+    out_dir.rename(backup)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        backup.rename(out_dir)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, title: str = "ftscale report") -> Path:
-    """Write report.html, report.md and analysis.json into ``out_dir`` (replaced atomically); returns it."""
+    """Write report.html, report.md and analysis.json into ``out_dir`` (replacing it as a whole); returns it.
+
+    The files are written to a staging directory beside ``out_dir`` and swapped in when all are complete, so a
+    failure or a kill never leaves a half-written report in place of the old one. A filesystem error (full disk,
+    read-only) is a :class:`ReportOutputError` naming the path."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
+    sections = build_sections(analysis)
+    full_title = f"{title} ({stamp})"
+    contents = {
+        "report.html": render_html(sections, full_title),
+        "report.md": render_markdown(sections, full_title),
+        "analysis.json": json.dumps(analysis.to_dict(), indent=2, allow_nan=False),
+    }
     try:
-        sections = build_sections(analysis)
-        full_title = f"{title} ({stamp})"
-        (staging / "report.html").write_text(render_html(sections, full_title), encoding="utf-8")
-        (staging / "report.md").write_text(render_markdown(sections, full_title), encoding="utf-8")
-        (staging / "analysis.json").write_text(
-            json.dumps(analysis.to_dict(), indent=2, allow_nan=False), encoding="utf-8"
-        )
-        if out_dir.exists():
-            backup = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out_dir.rename(backup)
-            staging.rename(out_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(out_dir)
+        staging = _new_staging(out_dir)
+    except OSError as exc:
+        raise _output_error(out_dir, exc, "create a staging directory beside it") from None
+    try:
+        for name, text in contents.items():
+            try:
+                (staging / name).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise _output_error(
+                    out_dir, exc, f"write {name}", f"the previous report was left as it was; {_FIX}"
+                ) from None
+        try:
+            _swap_into_place(staging, out_dir)
+        except OSError as exc:
+            raise _output_error(out_dir, exc, "move the new report into place") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
