@@ -7,14 +7,12 @@ only their own one-line error.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
+from conftest import run_cli
 
 # More rows than pandas' low-memory chunk (2**18), so the junk lands in a later chunk than the good rows.
 GOOD_ROWS = 270_000
@@ -33,16 +31,6 @@ def junk_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ftscale", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=300,
-    )
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -52,7 +40,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ids=["fit", "report"],
 )
 def test_cli_prints_only_the_one_line_error(junk_csv: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
-    done = _run_cli(*(a.format(csv=junk_csv, out=tmp_path / "report") for a in args))
+    done = run_cli(*(a.format(csv=junk_csv, out=tmp_path / "report") for a in args))
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert "Warning" not in done.stderr, done.stderr

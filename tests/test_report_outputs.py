@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, run_cli
 from ftscale.errors import UserError
 from ftscale.report import html as report_html
 from ftscale.report._synthetic import SyntheticStudy
@@ -85,13 +85,7 @@ def test_out_below_a_file_is_one_line_before_the_analysis(tmp_path: Path) -> Non
     blocker = tmp_path / "somefile"
     blocker.write_text("not a directory")
     out = blocker / "sub"
-    done = subprocess.run(
-        [sys.executable, "-m", "ftscale", "report", str(results), "--out", str(out), "--bootstrap", "0"],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=300,
-    )
+    done = run_cli("report", str(results), "--out", str(out), "--bootstrap", "0")
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -16,7 +16,7 @@ from typing import Any
 from ftscale.study.executors import JobContext
 
 SLEEP_ENV = "FAKE_SLEEP"  # seconds per finetuning job (pretraining takes 5x)
-LOG_ENV = "FAKE_LOG"  # append "start/end <id>" lines here
+LOG_ENV = "FAKE_LOG"  # append "start <id> <attempt> <pid>" / "end <id>" lines here
 MARKER_ENV = "FAKE_MARKER_DIR"  # crash_once_job: directory of "already crashed" markers
 FAIL_ENV = "FAKE_FAIL"  # failing_job: JSON {job_id_prefix: attempts that fail}
 
@@ -62,7 +62,7 @@ def expected_metrics(kind: str, params: dict[str, Any], axes: dict[str, Any]) ->
 
 
 def fake_job(ctx: JobContext) -> dict[str, Any]:
-    _append(f"start {ctx.job_id} {ctx.attempt}")
+    _append(f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
     for dep, path in ctx.dep_dirs.items():  # what a dependency wrote must be there
         if not (path / "artifact.json").is_file():
             raise RuntimeError(f"dependency {dep[:12]} left no artifact")

@@ -8,32 +8,25 @@ too little of a grid axis to fit, unknown ``task.options`` keys and zero-shot di
 from __future__ import annotations
 
 import copy
-import gzip
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, cli_env
+from conftest import run_cli
 from ftscale.errors import SpecError
 from ftscale.study.spec import parse_spec
+from test_study_bad_data import _write_multi30k as write_multi30k
+from test_study_spec import BASE
 
-LANGS = ("en", "de", "fr", "cs")
-SPLITS = ("train", "val", "test_2016_flickr")
 TRAIN_LINES = 12
 
 
 def _write_multi30k(root: Path, lines: int = TRAIN_LINES) -> Path:
-    directory = root / "multi30k"
-    directory.mkdir(parents=True)
-    for split in SPLITS:
-        for lang in LANGS:
-            text = "".join(f"{lang} sentence {i} of {split}\n" for i in range(lines))
-            with gzip.open(directory / f"{split}.{lang}.gz", "wt", encoding="utf-8") as handle:
-                handle.write(text)
+    """A tiny Multi30k under ``root``; returns ``root`` (the task's data_dir)."""
+    write_multi30k(root, lines)
     return root
 
 
@@ -45,17 +38,6 @@ def _data_spec(data_dir: Path, **task: Any) -> dict[str, Any]:
         "methods": {"fmt": {}},
         "factors": {"model_size": ["t1", "t2"], "ft_sizes": {"fmt": [4, 8]}, "seeds": 1},
     }
-
-
-def _run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ftscale", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=REPO_ROOT,
-        timeout=timeout,
-    )
 
 
 def _one_line_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -78,9 +60,9 @@ def test_ft_size_larger_than_the_training_data_fails_before_any_compute(tmp_path
     spec_file.write_text(yaml.safe_dump(spec))
     study_dir = tmp_path / "study"
     if command == "run":
-        done = _run_cli("study", "run", str(spec_file), "--dir", str(study_dir), "--no-progress")
+        done = run_cli("study", "run", str(spec_file), "--dir", str(study_dir), "--no-progress")
     else:
-        done = _run_cli("study", "plan", str(spec_file), "--data")
+        done = run_cli("study", "plan", str(spec_file), "--data")
     line = _one_line_error(done)
     assert str(spec_file) in line
     assert "factors.ft_sizes.fmt[1]" in line
@@ -95,7 +77,7 @@ def test_train_pool_larger_than_the_data_is_named(tmp_path: Path) -> None:
     spec["factors"]["ft_sizes"]["fmt"] = [4, 50]  # <= train_pool, so the spec itself is fine
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    line = _one_line_error(_run_cli("study", "plan", str(spec_file), "--data"))
+    line = _one_line_error(run_cli("study", "plan", str(spec_file), "--data"))
     assert str(spec_file) in line and "factors.ft_sizes.fmt[1]" in line
     assert "task.train_pool (100)" in line
 
@@ -106,7 +88,7 @@ def test_few_shot_larger_than_the_training_data(tmp_path: Path) -> None:
     spec["evaluation"] = {"few_shot": [1, 20]}
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    line = _one_line_error(_run_cli("study", "plan", str(spec_file), "--data"))
+    line = _one_line_error(run_cli("study", "plan", str(spec_file), "--data"))
     assert str(spec_file) in line and "evaluation.few_shot[1]" in line and f"<= {TRAIN_LINES}" in line
 
 
@@ -116,28 +98,13 @@ def test_sizes_within_the_training_data_pass_plan_data(tmp_path: Path) -> None:
     spec["factors"]["ft_sizes"]["fmt"] = [4, TRAIN_LINES]
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    done = _run_cli("study", "plan", str(spec_file), "--data")
+    done = run_cli("study", "plan", str(spec_file), "--data")
     assert done.returncode == 0, done.stderr
     assert f"train {TRAIN_LINES}" in done.stdout
 
 
 # ----- 1b: held-out values that leave too little of an axis to fit ------------------------------------------
 
-BASE: dict[str, Any] = {
-    "name": "t",
-    "task": {"name": "synthetic-en-de", "train_pool": 500},
-    "tokenizer": {"vocab_size": 256},
-    "family": {"pretrain": {"sizes": ["xs", "s", "m"], "total_tokens": 1000}},
-    "methods": {"fmt": {"lr": 1e-3}, "prompt": {"prompt_length": 4}, "lora": {"lora_rank": 4}},
-    "factors": {
-        "model_size": ["xs", "s", "m"],
-        "pretrain_tokens": {"budgets": [250, 500, 1000]},
-        "prompt_length": [2, 4, 8],
-        "lora_rank": [2, 4, 8],
-        "ft_sizes": {"fmt": [10, 20, 40], "prompt": [10, 20, 40], "lora": [10, 20, 40]},
-        "seeds": 2,
-    },
-}
 
 HELDOUT_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("all_model_sizes", {"model_size": ["xs", "s", "m"]}, "heldout.model_size: holds out 3 of the 3 values"),
@@ -177,7 +144,7 @@ def test_plan_refuses_heldout_covering_the_grid(tmp_path: Path) -> None:
     spec["heldout"] = {"model_size": ["xs", "s", "m"]}
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    line = _one_line_error(_run_cli("study", "plan", str(spec_file), timeout=120))
+    line = _one_line_error(run_cli("study", "plan", str(spec_file), timeout=120))
     assert str(spec_file) in line and "heldout.model_size" in line
 
 
@@ -199,7 +166,7 @@ def test_unknown_task_option_is_refused_by_plan(tmp_path: Path) -> None:
     spec = _data_spec(tmp_path / "data", options={"foo": 1})  # no data needed: refused from the spec alone
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    line = _one_line_error(_run_cli("study", "plan", str(spec_file), timeout=120))
+    line = _one_line_error(run_cli("study", "plan", str(spec_file), timeout=120))
     assert str(spec_file) in line and "task.options.foo" in line
     assert "zero_shot_sources" in line  # a known key of multi30k tasks
 
@@ -214,7 +181,7 @@ def test_missing_zero_shot_direction_names_the_file_and_the_available_ones(tmp_p
         ("study", "plan", str(spec_file), "--data"),
         ("study", "run", str(spec_file), "--dir", str(tmp_path / "study"), "--no-progress"),
     ):
-        line = _one_line_error(_run_cli(*args))
+        line = _one_line_error(run_cli(*args))
         assert line.startswith(f"error: {spec_file}: evaluation.zero_shot[1]:"), line
         assert "available: cs-de, fr-de" in line
     assert not (tmp_path / "study").exists()

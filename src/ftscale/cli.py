@@ -5,12 +5,14 @@ Every command turns a :class:`ftscale.errors.UserError` into one line on stderr 
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-from ftscale.errors import UserError
+from ftscale.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_OK, EXIT_USAGE, UserError
 from ftscale.report.cli import advise as advise_command
 from ftscale.report.cli import report as report_command
 from ftscale.study.cli import study_app
@@ -34,34 +36,72 @@ def _root() -> None:
     """ftscale command line."""
 
 
+def _click_exception_classes() -> tuple[type[BaseException], ...]:
+    """The ``ClickException`` classes a usage error may come as: the click that the installed typer uses (its
+    own vendored copy in typer >= 0.2x, the separate ``click`` package before) and, if installed, ``click``."""
+    classes = [cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"]
+    try:
+        import click
+
+        classes.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer brings its own click
+        pass
+    return tuple(dict.fromkeys(classes))
+
+
+def _interrupted() -> NoReturn:
+    err_console.print("[yellow]interrupted[/]; rerun the same command to resume", highlight=False)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _one_line(message: str) -> None:
+    err_console.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False, style="bold red")
+
+
 def main() -> None:
-    """Console-script entry point: run the app, report user errors in one line."""
+    """Console-script entry point: run the app and turn its outcome into an exit code.
+
+    0 success · 1 an unexpected error (traceback) · 2 a usage error or bad input (one line) · 3 a study ran but
+    some of its jobs failed · 130 interrupted (Ctrl-C). See ``ftscale.errors`` and docs/ARCHITECTURE.md.
+    """
     args = sys.argv[1:3]
     if args[:1] == ["demo"] or args == ["study", "run"]:
         from ftscale.models.runtime import maybe_reexec_with_tcmalloc
 
         # Training jobs run 10-40 % faster with tcmalloc; the process re-execs itself once when it is present.
         maybe_reexec_with_tcmalloc()
+    usage_errors = _click_exception_classes()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except UserError as exc:
-        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False, style="bold red")
+        _one_line(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: rerun the same command to resume")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
+        _interrupted()
+    except typer.Exit as exc:  # typer versions that re-raise instead of returning the code
+        code = exc.exit_code
+    except typer.Abort as exc:
+        # click turns Ctrl-C into Abort; an Abort of its own (a declined prompt) is exit 1
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _interrupted()
         err_console.print("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        sys.exit(EXIT_INTERNAL)
+    except usage_errors as exc:  # usage errors: the usual "Usage: ... Error: ..." lines, exit 2
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except BrokenPipeError:  # e.g. `ftscale study status DIR | head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes stdout at exit
+        sys.exit(EXIT_INTERNAL)
+    except OSError as exc:  # a path of the user's that cannot be read or written (read-only, full disk, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _one_line(f"{where}{exc.strerror or exc}; check the path, its permissions and the free space")
+        sys.exit(EXIT_USAGE)
+    # With standalone_mode=False typer returns the exit code of a typer.Exit (Ctrl-C arrives as 130) and
+    # a command's own return value (None) otherwise.
+    code = code if isinstance(code, int) else EXIT_OK
+    if code == EXIT_INTERRUPTED:
+        _interrupted()
+    sys.exit(code)
 
 
 # ----- ftscale fit ------------------------------------------------------------------------------------------
@@ -312,15 +352,20 @@ def demo_command(
         0.005, help="Standard deviation of the per-run loss noise in nats (--points)."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also rerun jobs that failed for good (diverged runs)."
+    ),
 ) -> None:
     """Run the tiny study (pretrain a model family, finetune it with FMT / prompt / LoRA), fit, report."""
     if not points:
-        _study_demo(out or "ftscale-demo", workers, bootstrap, progress=not no_progress)
+        _study_demo(
+            out or "ftscale-demo", workers, bootstrap, progress=not no_progress, retry_failed=retry_failed
+        )
         return
     _points_demo(out, seed, noise)
 
 
-def _study_demo(out: str, workers: int, bootstrap: int, progress: bool) -> None:
+def _study_demo(out: str, workers: int, bootstrap: int, progress: bool, retry_failed: bool = False) -> None:
     """The main job: the ``tiny`` preset end to end, then the analysis and the HTML report."""
     import time
     from pathlib import Path
@@ -348,12 +393,13 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool) -> None:
         workers=workers,
         progress=progress,
         spec_text=resolve_spec_path("tiny").read_text(encoding="utf-8"),
+        retry_failed=retry_failed,
     )
     if summary.failed:
-        raise UserError(
-            f"{summary.failed} of {summary.total} jobs failed (see `ftscale study status {study_dir}`); "
-            "rerun `ftscale demo` to retry them"
-        )
+        from ftscale.study.cli import print_failures
+
+        print_failures(summary, study_dir, retry_hint="ftscale demo --retry-failed")
+        raise typer.Exit(EXIT_JOBS_FAILED)
     analysis = analyse(load_results(study_dir), n_bootstrap=bootstrap, seed=0)
     report = write_report(analysis, study_dir / "report", title="ftscale demo: the tiny study")
     for task in analysis.tasks:

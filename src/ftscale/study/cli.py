@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ftscale.errors import UserError
+from ftscale.errors import EXIT_JOBS_FAILED, UserError
 
 study_app = typer.Typer(
     help="Run a scaling study (a grid of pretraining and finetuning jobs) and inspect its store.",
@@ -34,6 +34,12 @@ def run_command(
         None, "--address", help="Ray cluster address (default: start one locally)."
     ),
     max_retries: int = typer.Option(2, "--max-retries", help="Retries of a failed job within this run."),
+    retry_failed: bool = typer.Option(
+        False,
+        "--retry-failed",
+        help="Also rerun jobs that failed for good (diverged runs); a rerun always retries jobs that failed "
+        "with an error.",
+    ),
     force: bool = typer.Option(False, "--force", help="Run even if DIR holds a different spec."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     until: str | None = typer.Option(
@@ -68,17 +74,37 @@ def run_command(
         force=force,
         spec_text=resolve_spec_path(spec_path).read_text(encoding="utf-8", errors="replace"),
         until=until,
+        retry_failed=retry_failed,
     )
     console.print(
         f"study {spec.name}: {summary.done}/{summary.total} jobs done, {summary.failed} failed "
         f"({summary.executed} attempts in this run) → {study_dir}"
-        + (f"; jobs after '{until}' left for a run without --until" if until else "")
+        + (f"; jobs after '{until}' left for a run without --until" if until else ""),
+        highlight=False,
     )
-    for job_id, reason in list(summary.failed_jobs.items())[:10]:
-        console.print(f"  [red]failed[/] {job_id[:12]}: {reason}", highlight=False)
     if summary.failed:
-        console.print(f"see 'ftscale study status {study_dir}'; rerun the same command to retry")
-        raise typer.Exit(1)
+        print_failures(summary, study_dir, retry_hint="the same command with --retry-failed")
+        raise typer.Exit(EXIT_JOBS_FAILED)
+
+
+def print_failures(summary, study_dir: Path, retry_hint: str, limit: int = 10) -> None:
+    """The failed jobs of a run (label, id, reason) and what a rerun does with them."""
+    err = Console(stderr=True)
+    for job_id, reason in list(summary.failed_jobs.items())[:limit]:
+        label = summary.labels.get(job_id, "")
+        err.print(f"  [red]failed[/] {label} ({job_id[:12]}): {reason}", highlight=False, soft_wrap=True)
+    if summary.failed > limit:
+        err.print(f"  ... and {summary.failed - limit} more")
+    final = len(summary.final)
+    again = summary.failed - final
+    parts = []
+    if again:
+        parts.append(
+            "rerun the same command to retry jobs that failed with an error (and those they blocked)"
+        )
+    if final:
+        parts.append(f"{final} failed for good (diverged) and run again only with {retry_hint}")
+    err.print(f"see 'ftscale study status {study_dir}'; " + "; ".join(parts), highlight=False, soft_wrap=True)
 
 
 @study_app.command("plan")
@@ -154,9 +180,29 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
         )
     failed = [row for row in rows if row["status"] == "failed"]
     for row in failed[:20]:
-        console.print(f"[red]failed[/] {row['id'][:12]} {row['label']}: {row['reason']}", highlight=False)
+        final = " [dim](for good: rerun with --retry-failed)[/]" if row["failure_kind"] == "final" else ""
+        console.print(
+            f"[red]failed[/] {row['label']} ({row['id'][:12]}): {row['reason']}{final}", highlight=False
+        )
     if len(failed) > 20:
         console.print(f"... and {len(failed) - 20} more failed jobs")
+
+
+@study_app.command("reset")
+def reset_command(
+    study_dir: Path = typer.Argument(..., metavar="DIR"),
+    jobs: list[str] = typer.Argument(
+        ..., metavar="JOB...", help="Job ids (or 6+ character prefixes) or labels, e.g. 'pretrain s'."
+    ),
+) -> None:
+    """Invalidate jobs: each named job and every job that depends on it becomes pending, its results are
+    forgotten and its directory deleted; the next 'study run' recomputes them. Refused while a run is active."""
+    from ftscale.study.run import reset_jobs
+
+    reset = reset_jobs(study_dir, jobs)
+    for row in reset:
+        console.print(f"reset {row['label']} ({row['id'][:12]}, was {row['status']})", highlight=False)
+    console.print(f"{len(reset)} job(s) reset in {study_dir}; rerun 'ftscale study run' to recompute them")
 
 
 @study_app.command("mix")

@@ -3,16 +3,27 @@
 Every backend runs :func:`execute_job` (the job function wrapped so that its errors come back as an
 :class:`Outcome`) and reports outcomes to the driver, which alone writes the store. A worker that dies mid-job
 comes back as a ``crashed`` outcome, which the driver retries like a failure.
+
+Local pool workers never outlive their driver: each asks the kernel to kill it when its parent dies (Linux), and
+watches its parent besides (every platform). Each also holds a lock file ``DIR/.workers/<pid>.lock`` while it
+lives, so a new driver can tell whether workers of an earlier run still hold jobs (:func:`wait_for_workers`)
+before it runs any, and the pool's processes are killed when the driver stops the backend.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import ctypes
+import fcntl
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +31,9 @@ from typing import Any
 from ftscale.errors import UserError
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+WORKERS_DIR = ".workers"  # DIR/.workers/<pid>.lock: held by each live pool worker of the study
+WORKER_WAIT_SECONDS = 30.0  # how long a new driver waits for workers of a stopped run to exit
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -145,16 +159,92 @@ def _set_thread_count(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _init_pool_worker(threads: int) -> None:
+_worker_lock: Any = None  # this worker's lock file, held open for the life of the process
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` (the driver) dies: a kernel signal on Linux, and a watcher thread
+    that polls the parent on every platform (and covers a parent that died before the signal was set)."""
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):  # no prctl: the watcher below still works
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="ftscale-parent-watch", daemon=True).start()
+
+
+def _register_worker(study_dir: Path) -> None:
+    """Hold ``DIR/.workers/<pid>.lock`` for the life of this worker (the kernel drops the lock when it dies)."""
+    global _worker_lock
+    folder = Path(study_dir) / WORKERS_DIR
+    folder.mkdir(exist_ok=True)
+    handle = open(folder / f"{os.getpid()}.lock", "w")  # noqa: SIM115 - held until the process ends
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _worker_lock = handle
+
+
+def _init_pool_worker(threads: int, parent_pid: int | None = None, study_dir: Path | None = None) -> None:
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+    if study_dir is not None:
+        _register_worker(study_dir)
     _set_thread_count(threads)
 
 
-class ProcessPoolExecutor(Executor):
-    """A local pool of ``workers`` processes (spawned fresh), each with cores // workers threads."""
+def live_workers(study_dir: str | Path) -> list[int]:
+    """Pids of pool workers (of any run of this study) that are still alive; lock files of dead ones are
+    removed."""
+    folder = Path(study_dir) / WORKERS_DIR
+    alive = []
+    for path in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
+        try:
+            with open(path, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    alive.append(int(path.stem) if path.stem.isdigit() else -1)
+                    continue
+                path.unlink(missing_ok=True)  # its worker is gone
+        except OSError:
+            continue
+    return alive
 
-    def __init__(self, workers: int, threads: int) -> None:
+
+def wait_for_workers(
+    study_dir: str | Path, timeout: float | None = None, notify: Callable[[str], None] | None = None
+) -> None:
+    """Before a run starts jobs: wait until no worker of an earlier run of this study is alive (a worker of a
+    killed driver dies with it, within moments), and refuse to start if one still is after ``timeout``."""
+    timeout = WORKER_WAIT_SECONDS if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    told = False
+    while pids := live_workers(study_dir):
+        if time.monotonic() >= deadline:
+            listed = " ".join(str(pid) for pid in pids)
+            raise UserError(
+                f"{study_dir}: worker processes of an earlier run are still alive (pids {listed}) and may "
+                f"still write its jobs; stop them (kill {listed}) and rerun"
+            )
+        if not told and notify is not None:
+            notify(f"waiting up to {timeout:.0f} s for {len(pids)} worker(s) of a stopped run to exit")
+            told = True
+        time.sleep(0.1)
+
+
+class ProcessPoolExecutor(Executor):
+    """A local pool of ``workers`` processes (spawned fresh), each with cores // workers threads. The workers
+    die with the driver, and :meth:`shutdown` kills any that still run a job."""
+
+    def __init__(self, workers: int, threads: int, study_dir: Path | None = None) -> None:
         self.capacity = workers
         self.threads = threads
+        self.study_dir = study_dir
         self._pool = self._new_pool()
         self._running: dict[futures.Future[Outcome], str] = {}
 
@@ -163,7 +253,7 @@ class ProcessPoolExecutor(Executor):
             max_workers=self.capacity,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_pool_worker,
-            initargs=(self.threads,),
+            initargs=(self.threads, os.getpid(), self.study_dir),
         )
 
     def submit(self, job_fn: JobFunction, ctx: JobContext, resources: Mapping[str, float]) -> None:
@@ -194,12 +284,23 @@ class ProcessPoolExecutor(Executor):
                     (job_id, Outcome(ok=False, reason="worker pool broke (a worker died)", crashed=True))
                 )
                 del self._running[future]
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._stop_pool()
             self._pool = self._new_pool()
         return results
 
-    def shutdown(self) -> None:
+    def _stop_pool(self) -> None:
+        """Cancel queued jobs and kill the pool's processes: a job still running is abandoned (its row is reset
+        by the driver), never left to finish beside a later run."""
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(timeout=10)
+
+    def shutdown(self) -> None:
+        self._stop_pool()
 
 
 class RayExecutor(Executor):
@@ -274,14 +375,19 @@ class RayExecutor(Executor):
 
 
 def make_executor(
-    backend: str, workers: int, threads_total: int, address: str | None, resources: Mapping[str, float]
+    backend: str,
+    workers: int,
+    threads_total: int,
+    address: str | None,
+    resources: Mapping[str, float],
+    study_dir: Path | None = None,
 ) -> Executor:
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
     if backend == "local":
         if workers == 1:
             return SequentialExecutor(threads_total)
-        return ProcessPoolExecutor(workers, max(1, threads_total // workers))
+        return ProcessPoolExecutor(workers, max(1, threads_total // workers), study_dir)
     if backend == "ray":
         return RayExecutor(address, workers, resources)
     raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")

@@ -69,7 +69,12 @@ class Job:
 
 def job_dir_name(job: Job) -> str:
     """The job's working directory under ``DIR/jobs/``: kind and the first 16 hex digits of its id."""
-    return f"{job.kind}-{job.id[:16]}"
+    return job_dir_for(job.kind, job.id)
+
+
+def job_dir_for(kind: str, job_id: str) -> str:
+    """:func:`job_dir_name` from a job's kind and id (e.g. of a store row)."""
+    return f"{kind}-{job_id[:16]}"
 
 
 def job_id(kind: str, params: dict[str, Any]) -> str:

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftscale.errors import UserError
-from ftscale.study.executors import JobContext, JobFunction, Outcome, make_executor, set_progress_hook
-from ftscale.study.plan import KINDS, StudyPlan, build_plan, job_dir_name
+from ftscale.study.executors import (
+    JobContext,
+    JobFunction,
+    Outcome,
+    make_executor,
+    set_progress_hook,
+    wait_for_workers,
+)
+from ftscale.study.plan import KINDS, StudyPlan, build_plan, job_dir_for, job_dir_name
 from ftscale.study.runner import preflight, run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
@@ -60,11 +69,45 @@ def resolve_job_function(name: str = "default") -> JobFunction:
 
 @dataclass
 class RunSummary:
+    """How a run ended. ``failed_jobs``: id -> reason of every job failed now; ``labels``: their labels;
+    ``final``: the ids among them that failed for good (rerun only with ``--retry-failed``)."""
+
     total: int
     done: int
     failed: int
     executed: int
     failed_jobs: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    final: set[str] = field(default_factory=set)
+
+
+def _notify(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def outputs_manifest(work_dir: Path) -> dict[str, int]:
+    """The files a finished job left in its directory: relative path -> size in bytes."""
+    if not work_dir.is_dir():
+        return {}
+    return {
+        path.relative_to(work_dir).as_posix(): path.stat().st_size
+        for path in sorted(work_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def missing_outputs(work_dir: Path, manifest: Mapping[str, int] | None) -> str | None:
+    """What is missing of a done job's outputs (None: all there). Without a manifest (a store of an older
+    version), the directory must exist and hold something."""
+    if manifest is None:
+        return None if work_dir.is_dir() and any(work_dir.iterdir()) else "its directory is gone or empty"
+    for name, size in manifest.items():
+        path = work_dir / name
+        if not path.is_file():
+            return f"{name} is gone" if work_dir.is_dir() else "its directory is gone"
+        if path.stat().st_size != size:
+            return f"{name} changed size ({path.stat().st_size} bytes, {size} when the job finished)"
+    return None
 
 
 class _Heartbeat(threading.Thread):
@@ -76,14 +119,20 @@ class _Heartbeat(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        conn = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30)
+        except sqlite3.Error:
+            return  # the driver reports store problems itself; the heartbeat is informative only
         try:
             while not self.stop_event.wait(HEARTBEAT_SECONDS):
-                with conn:
-                    conn.execute(
-                        "UPDATE jobs SET heartbeat = ? WHERE status = 'running' AND owner_pid = ?",
-                        (time.time(), os.getpid()),
-                    )
+                try:
+                    with conn:
+                        conn.execute(
+                            "UPDATE jobs SET heartbeat = ? WHERE status = 'running' AND owner_pid = ?",
+                            (time.time(), os.getpid()),
+                        )
+                except sqlite3.Error:
+                    continue
         finally:
             conn.close()
 
@@ -100,9 +149,15 @@ def run_study(
     force: bool = False,
     spec_text: str | None = None,
     until: str | None = None,
+    retry_failed: bool = False,
+    notify: Callable[[str], None] = _notify,
 ) -> RunSummary:
     """Execute every job of the spec's plan that is not done yet; failed jobs are retried up to
     ``max_retries`` times in this run. Safe to call again after a crash or Ctrl-C: it resumes.
+
+    A rerun retries jobs that failed with an error (and what they blocked); jobs that failed for good (a
+    diverged finetuning run: the same inputs diverge again) run again only with ``retry_failed``. A done job
+    whose outputs were deleted, while a job that needs them is not done, is run again.
 
     ``until`` (a job kind) runs only the jobs of that kind and the kinds before it (tokenizer → pretrain →
     baseline → finetune), e.g. ``"pretrain"`` to build the base models and tune learning rates before the grid."""
@@ -117,16 +172,79 @@ def run_study(
     plan = build_plan(spec)
     if job_fn is run_job:
         preflight(spec)
-    store = Store.prepare(study_dir, spec, spec_text=spec_text, force=force)
+    store = Store.prepare(study_dir, spec, spec_text=spec_text, force=force)  # holds the run lock
     try:
-        store.acquire_lock()
+        # workers of a killed driver die with it; make sure none still holds a job before any is reset
+        wait_for_workers(store.study_dir, notify=notify)
         store.sync_plan(plan)
         store.reset_interrupted()
-        store.reset_failed([job.id for job in plan.jobs])
+        store.reset_failed([job.id for job in plan.jobs], include_final=retry_failed)
+        _rerun_jobs_with_missing_outputs(plan, store, notify)
         kinds = KINDS[: KINDS.index(until) + 1] if until is not None else KINDS  # type: ignore[arg-type]
         return _Driver(plan, store, job_fn, backend, workers, address, max_retries, progress, kinds).run()
     finally:
         store.close()
+
+
+def _rerun_jobs_with_missing_outputs(plan: StudyPlan, store: Store, notify: Callable[[str], None]) -> None:
+    """A done job whose files were deleted (or changed) by hand while a job that needs them is not done yet is
+    made pending, so it runs again before that job; its done dependants keep their results."""
+    rows = {row["id"]: row for row in store.rows([job.id for job in plan.jobs])}
+    needed = {dep for job in plan.jobs if rows[job.id]["status"] != "done" for dep in job.deps}
+    jobs_dir = store.study_dir / "jobs"
+    stale = []
+    for job_id in sorted(needed, key=lambda i: rows[i]["plan_order"]):
+        row = rows[job_id]
+        if row["status"] != "done":
+            continue
+        work_dir = jobs_dir / job_dir_name(plan.by_id[job_id])
+        problem = missing_outputs(work_dir, row["outputs"])
+        if problem is not None:
+            notify(f"{row['label']} ({job_id[:12]}) is done but {problem} in {work_dir}; it runs again")
+            stale.append(job_id)
+    store.invalidate(stale, reason="outputs missing; run again")
+
+
+def reset_jobs(study_dir: str | Path, selectors: list[str]) -> list[dict[str, Any]]:
+    """``ftscale study reset``: make the selected jobs and every job that depends on them pending, forget their
+    results and delete their directories, so the next run recomputes them. A selector is a job id (or a prefix
+    of at least 6 characters) or a job label as ``study status`` prints it. Refused while a run is active."""
+    if not selectors:
+        raise UserError("name at least one job: an id (prefix) or a label such as 'pretrain s'")
+    with Store.open(study_dir) as store:
+        store.acquire_lock()
+        rows = store.rows()
+        chosen: list[str] = []
+        for selector in selectors:
+            text = selector.strip()
+            hits = [r["id"] for r in rows if r["label"] == text]
+            if not hits and len(text) >= 6:
+                hits = [r["id"] for r in rows if r["id"].startswith(text.lower())]
+            if not hits:
+                raise UserError(
+                    f"{study_dir}: no job matches {selector!r}; give an id (at least 6 characters) or a label "
+                    "as 'ftscale study status' lists them"
+                )
+            if len(hits) > 1 and not any(r["label"] == text for r in rows):
+                raise UserError(f"{study_dir}: {selector!r} matches {len(hits)} jobs; give more of the id")
+            chosen += hits
+        dependants: dict[str, list[str]] = {}
+        for row in rows:
+            for dep in row["deps"] or []:
+                dependants.setdefault(dep, []).append(row["id"])
+        reset: dict[str, None] = {}
+        stack = list(chosen)
+        while stack:
+            job_id = stack.pop()
+            if job_id not in reset:
+                reset[job_id] = None
+                stack += dependants.get(job_id, [])
+        by_id = {row["id"]: row for row in rows}
+        targets = [by_id[job_id] for job_id in reset]
+        for row in targets:
+            shutil.rmtree(store.study_dir / "jobs" / job_dir_for(row["kind"], row["id"]), ignore_errors=True)
+        store.invalidate(list(reset), reason="reset by 'ftscale study reset'")
+        return sorted(targets, key=lambda r: r["plan_order"])
 
 
 class _Driver:
@@ -178,7 +296,7 @@ class _Driver:
     def _block_dependents(self, failed_id: str, status: dict[str, str]) -> None:
         for job in self.plan.jobs:
             if status[job.id] == "pending" and failed_id in job.deps:
-                self.store.mark_blocked(job.id, failed_id)
+                self.store.mark_blocked(job.id, failed_id, self.plan.by_id[failed_id].label)
                 status[job.id] = "failed"
                 self._block_dependents(job.id, status)
 
@@ -189,6 +307,7 @@ class _Driver:
             self.threads_total,
             self.address,
             self.plan.jobs[0].resources if self.plan.jobs else {},
+            study_dir=self.store.study_dir,
         )
         # threads per job: the local backends split cores; on Ray a job gets the CPUs it asked for
         threads = getattr(executor, "threads", None) or int(self.plan.spec.execution.cpus_per_job)
@@ -200,6 +319,8 @@ class _Driver:
             with view:
                 stored = self.store.statuses()
                 status = {job.id: stored[job.id] for job in self.plan.jobs}
+                for job_id in [job_id for job_id, state in status.items() if state == "failed"]:
+                    self._block_dependents(job_id, status)  # e.g. a diverged job kept failed
                 view.start(sum(1 for s in status.values() if s == "done"))
                 while True:
                     in_flight = set(executor.in_flight())
@@ -231,7 +352,7 @@ class _Driver:
                             user_error = error
         except KeyboardInterrupt:
             for job_id in executor.in_flight():
-                self.store.mark_failed(job_id, "interrupted (Ctrl-C)", final=False)
+                self.store.mark_interrupted(job_id)  # not a failure: a rerun resumes it
             raise
         finally:
             executor.shutdown()
@@ -240,28 +361,28 @@ class _Driver:
             raise user_error
         stored = self.store.statuses()
         final = {job.id: stored[job.id] for job in self.plan.jobs}
-        failed = {
-            row["id"]: row["reason"] or ""
-            for row in self.store.rows(list(final))
-            if row["status"] == "failed"
-        }
+        failed_rows = [row for row in self.store.rows(list(final)) if row["status"] == "failed"]
         return RunSummary(
             total=len(self.plan.jobs),
             done=sum(1 for s in final.values() if s == "done"),
-            failed=len(failed),
+            failed=len(failed_rows),
             executed=self.executed,
-            failed_jobs=failed,
+            failed_jobs={row["id"]: row["reason"] or "" for row in failed_rows},
+            labels={row["id"]: row["label"] for row in failed_rows},
+            final={row["id"] for row in failed_rows if row["failure_kind"] == "final"},
         )
 
     def _record(self, job_id: str, outcome: Outcome, status: dict[str, str]) -> UserError | None:
         if outcome.ok:
-            self.store.mark_done(job_id, outcome.metrics, outcome.environment)
+            work_dir = self.store.study_dir / "jobs" / job_dir_name(self.plan.by_id[job_id])
+            self.store.mark_done(job_id, outcome.metrics, outcome.environment, outputs_manifest(work_dir))
             status[job_id] = "done"
             return None
         final = (
             outcome.user_error or outcome.final or self.attempts_this_run.get(job_id, 0) > self.max_retries
         )
-        self.store.mark_failed(job_id, outcome.reason, outcome.detail or None, final=final)
+        kind = "final" if outcome.final else "error"
+        self.store.mark_failed(job_id, outcome.reason, outcome.detail or None, final=final, kind=kind)
         status[job_id] = "failed" if final else "pending"
         if final:
             self._block_dependents(job_id, status)

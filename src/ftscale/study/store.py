@@ -3,7 +3,10 @@
 The database (``study.sqlite``, WAL mode) is the single source of truth. A job's end (done or failed) is written
 in one transaction. A running job carries its owner's pid and a heartbeat; only one process may run a study at a
 time (an OS file lock, released by the kernel if the process dies), so rows left 'running' when a new run takes
-the lock belong to a crashed run and are reset to pending.
+the lock belong to a crashed run and are reset to pending. The lock is taken before anything in the directory
+changes. A new database is built under a temporary name and renamed into place, so ``study.sqlite`` either does
+not exist or is a complete store; a store that cannot be read (empty, truncated, not SQLite, not a study) is
+refused with one line, never silently replaced.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ftscale.errors import UserError
+from ftscale.errors import StoreError, UserError
 from ftscale.study.plan import AXES, FACTORS, Job, StudyPlan
 from ftscale.study.spec import StudySpec, spec_to_yaml
 
 DB_NAME = "study.sqlite"
 SPEC_NAME = "study.yaml"
 LOCK_NAME = "run.lock"
+_NEW_DB_SUFFIX = ".new"  # a database being created; renamed to DB_NAME once its schema is complete
 STATUSES = ("pending", "running", "done", "failed")
 # Metrics promoted to their own columns (all metrics stay in the JSON column).
 METRIC_COLUMNS = (
@@ -76,10 +80,119 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT,
     environment TEXT,
     spec_hash TEXT NOT NULL,
+    failure_kind TEXT,
+    outputs TEXT,
     {", ".join(f"{name} {sql_type}" for name, sql_type in _AXIS_TYPES.items())},
     {", ".join(f'"{name}" REAL' for name in METRIC_COLUMNS)}
 );
 """
+
+
+# Columns added after the first release: (name, type). Older stores gain them when opened.
+_ADDED_COLUMNS = (("failure_kind", "TEXT"), ("outputs", "TEXT"))
+# failure_kind of a failed job: 'error' (an exception or a crashed worker: a rerun retries it), 'final' (the
+# same inputs would fail again, e.g. a diverged finetuning run: only --retry-failed reruns it), 'blocked' (a
+# dependency failed: it follows that dependency).
+FAILURE_KINDS = ("error", "final", "blocked")
+
+
+def store_error(path: Path, exc: BaseException) -> StoreError:
+    """One line for an SQLite or filesystem error on the store ``path``: what happened and what to do."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return StoreError(f"{path}: the study store is locked by another process ({text}); wait and rerun")
+    if "readonly" in low or "read-only" in low or "permission" in low or "unable to open" in low:
+        return StoreError(
+            f"{path}: cannot write the study store ({text}); use a writable --dir or fix its permissions"
+        )
+    if "full" in low or "no space" in low:
+        return StoreError(f"{path}: the disk is full ({text}); free space and rerun the same command")
+    if isinstance(exc, OSError):
+        return StoreError(f"{path}: {exc.strerror or text}; check the path, its permissions and free space")
+    return StoreError(
+        f"{path}: the study store is damaged ({text}); restore it from a copy, or move the directory "
+        "aside and rerun 'ftscale study run' to start the study afresh"
+    )
+
+
+class _Connection:
+    """An SQLite connection whose errors become one-line :class:`StoreError` messages naming the store."""
+
+    def __init__(self, path: Path, database: Path | None = None) -> None:
+        self.path = path
+        try:
+            self._conn = sqlite3.connect(database or path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise store_error(path, exc) from None
+        self._conn.row_factory = sqlite3.Row
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+
+    def executescript(self, sql: str) -> None:
+        try:
+            self._conn.executescript(sql)
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _table_names(conn: _Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _create_database(path: Path) -> None:
+    """Build an empty store under a temporary name, then rename it to ``path`` (atomic on POSIX)."""
+    tmp = path.with_name(path.name + _NEW_DB_SUFFIX)
+    for leftover in (tmp, *(tmp.with_name(tmp.name + end) for end in ("-wal", "-shm", "-journal"))):
+        leftover.unlink(missing_ok=True)
+    conn = _Connection(path, database=tmp)
+    try:
+        conn.executescript(_SCHEMA)
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+
+
+def _acquire_lock(study_dir: Path) -> Any:
+    """The run lock of ``study_dir``: an exclusive ``flock`` on ``DIR/run.lock`` holding the owner's pid."""
+    handle = open(study_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(
+            f"{study_dir}: already being run by pid {owner}; wait for it or stop it, then rerun"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _release_lock(handle: Any) -> None:
+    fcntl.flock(handle, fcntl.LOCK_UN)
+    handle.close()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise store_error(path, exc) from None
 
 
 def environment() -> dict[str, Any]:
@@ -112,58 +225,116 @@ class Store:
     """Access to ``DIR/study.sqlite``. Open with :meth:`open` (existing study) or :meth:`create`."""
 
     def __init__(self, study_dir: Path) -> None:
+        """Open the existing store of ``study_dir`` (see :meth:`open` and :meth:`prepare`)."""
         self.study_dir = Path(study_dir)
         self.path = self.study_dir / DB_NAME
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
         self._lock_file: Any = None
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.study_dir}: not a study directory (no {DB_NAME}); run 'ftscale study run' first"
+            ) from None
+        except OSError as exc:
+            raise store_error(self.path, exc) from None
+        if size == 0:
+            raise StoreError(
+                f"{self.path}: the study store is empty (0 bytes), so its jobs and results are lost; restore "
+                "it from a copy, or move the directory aside and rerun 'ftscale study run' to start afresh"
+            )
+        self._conn = _Connection(self.path)
+        try:
+            self._check_and_migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _check_and_migrate(self) -> None:
+        """Refuse what is not a complete, readable study store; add columns that newer versions use."""
+        conn = self._conn
+        tables = _table_names(conn)  # "file is not a database" shows here
+        if not {"meta", "jobs"} <= tables:
+            raise StoreError(
+                f"{self.path}: not an ftscale study store (tables: {', '.join(sorted(tables)) or 'none'}); "
+                "point to a study directory, or move the file aside"
+            )
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise store_error(self.path, sqlite3.DatabaseError("; ".join(problems[:3])))
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, sql_type in _ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql_type}")
 
     # --- opening ------------------------------------------------------------------------------------
     @classmethod
     def open(cls, study_dir: str | Path) -> Store:
-        study_dir = Path(study_dir)
-        if not (study_dir / DB_NAME).is_file():
-            raise UserError(
-                f"{study_dir}: not a study directory (no {DB_NAME}); run 'ftscale study run' first"
-            )
-        return cls(study_dir)
+        """The store of an existing study (a clear error if there is none or it cannot be read)."""
+        return cls(Path(study_dir))
 
     @classmethod
     def prepare(
         cls, study_dir: str | Path, spec: StudySpec, spec_text: str | None = None, force: bool = False
     ) -> Store:
-        """Open or create the study directory for ``spec``; refuse a different spec unless ``force``.
+        """Open or create the study directory for ``spec`` and take its run lock; refuse a different spec
+        unless ``force``.
 
-        Checks happen before anything is written, so a refused run leaves the directory as it was.
+        The lock is taken before anything is written, and the checks run under it, so a refused run (another
+        run active, a different spec, a damaged store) leaves the directory's study as it was.
         """
         study_dir = Path(study_dir)
         if study_dir.exists() and not study_dir.is_dir():
             raise UserError(f"{study_dir}: exists and is not a directory; choose another --dir")
         db = study_dir / DB_NAME
-        spec_hash = spec.identity_hash()
-        if db.is_file():
-            existing = cls(study_dir)
-            stored = existing.meta("spec_hash")
+        ours = {
+            LOCK_NAME,
+            DB_NAME + _NEW_DB_SUFFIX,
+        }  # what a run that stopped before its store existed leaves
+        if (
+            not db.exists()
+            and study_dir.is_dir()
+            and any(entry.name not in ours for entry in study_dir.iterdir())
+            and not force
+        ):
+            raise UserError(
+                f"{study_dir}: directory is not empty and is not a study; use a new --dir or --force"
+            )
+        try:
+            study_dir.mkdir(parents=True, exist_ok=True)
+            lock = _acquire_lock(study_dir)
+        except OSError as exc:
+            raise StoreError(
+                f"{study_dir}: cannot write the study directory ({exc.strerror or exc}); "
+                "choose a writable --dir with free space"
+            ) from None
+        try:
+            if not db.exists():
+                try:
+                    _create_database(db)
+                except OSError as exc:
+                    raise store_error(db, exc) from None
+            store = cls(study_dir)
+        except BaseException:
+            _release_lock(lock)
+            raise
+        store._lock_file = lock
+        try:
+            spec_hash = spec.identity_hash()
+            stored = store.meta("spec_hash")
             if stored is not None and stored != spec_hash and not force:
-                existing.close()
                 raise UserError(
                     f"{study_dir}: holds a different study spec ({study_dir / SPEC_NAME}); "
                     "use a new --dir, or --force to replace its plan (finished runs with the same id are kept)"
                 )
-            store = existing
-        else:
-            if study_dir.is_dir() and any(study_dir.iterdir()) and not force:
-                raise UserError(
-                    f"{study_dir}: directory is not empty and is not a study; use a new --dir or --force"
-                )
-            study_dir.mkdir(parents=True, exist_ok=True)
-            store = cls(study_dir)
-        (study_dir / SPEC_NAME).write_text(spec_text if spec_text is not None else spec_to_yaml(spec))
-        store.set_meta("spec_hash", spec_hash)
-        store.set_meta("name", spec.name)
+            _write_atomic(study_dir / SPEC_NAME, spec_text if spec_text is not None else spec_to_yaml(spec))
+            store.set_meta("spec_hash", spec_hash)
+            store.set_meta("name", spec.name)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
@@ -178,27 +349,14 @@ class Store:
 
     # --- run lock -----------------------------------------------------------------------------------
     def acquire_lock(self) -> None:
-        """Take the study's run lock (one driver at a time); the kernel frees it if the process dies."""
-        handle = open(self.study_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            handle.close()
-            raise UserError(
-                f"{self.study_dir}: already being run by pid {owner}; wait for it or stop it, then rerun"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
+        """Take the study's run lock (one driver at a time); the kernel frees it if the process dies.
+        :meth:`prepare` already holds it."""
+        if self._lock_file is None:
+            self._lock_file = _acquire_lock(self.study_dir)
 
     def release_lock(self) -> None:
         if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            _release_lock(self._lock_file)
             self._lock_file = None
 
     def lock_is_held(self) -> bool:
@@ -273,15 +431,32 @@ class Store:
             )
             return cursor.rowcount
 
-    def reset_failed(self, job_ids: list[str] | None = None) -> int:
-        """Failed jobs (and jobs blocked by them) become pending again for a new run."""
+    def reset_failed(self, job_ids: list[str] | None = None, include_final: bool = False) -> int:
+        """Failed jobs become pending again for a new run: those that failed with an error and those blocked
+        by a failed dependency; jobs that failed for good ('final', e.g. diverged) only with ``include_final``."""
+        kinds = "" if include_final else " AND (failure_kind IS NULL OR failure_kind != 'final')"
         with self._transaction() as conn:
             cursor = conn.execute(
-                "UPDATE jobs SET status = 'pending', failures = 0 WHERE status = 'failed'"
+                "UPDATE jobs SET status = 'pending', failures = 0, failure_kind = NULL WHERE status = 'failed'"
+                + kinds
                 + (f" AND id IN ({','.join('?' * len(job_ids))})" if job_ids else ""),
                 tuple(job_ids or ()),
             )
             return cursor.rowcount
+
+    def invalidate(self, job_ids: list[str], reason: str) -> None:
+        """Make done (or failed) jobs pending again and forget their results: their outputs are gone, or the
+        user reset them. Attempt counts are kept."""
+        if not job_ids:
+            return
+        cleared = ", ".join(f'"{name}" = NULL' for name in METRIC_COLUMNS)
+        with self._transaction() as conn:
+            conn.execute(
+                f"UPDATE jobs SET status = 'pending', reason = ?, error_detail = NULL, failures = 0, "
+                f"failure_kind = NULL, metrics = NULL, outputs = NULL, ended_at = NULL, duration_s = NULL, "
+                f"{cleared} WHERE id IN ({','.join('?' * len(job_ids))})",
+                (reason, *job_ids),
+            )
 
     # --- job lifecycle --------------------------------------------------------------------------------
     def mark_running(self, job_id: str) -> int:
@@ -303,9 +478,14 @@ class Store:
             )
 
     def mark_done(
-        self, job_id: str, metrics: Mapping[str, Any], env: Mapping[str, Any] | None = None
+        self,
+        job_id: str,
+        metrics: Mapping[str, Any],
+        env: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, int] | None = None,
     ) -> None:
-        """Record a finished job: status, metrics (JSON + promoted columns), timing, environment, atomically."""
+        """Record a finished job: status, metrics (JSON + promoted columns), timing, environment and the files
+        it left in its directory (``outputs``: relative path -> size), atomically."""
         now = time.time()
         clean = json.loads(json.dumps(dict(metrics), default=_json_default))
         promoted = [_as_float(clean.get(name)) for name in METRIC_COLUMNS]
@@ -317,9 +497,11 @@ class Store:
             ne_params = clean.get("non_embedding_params", row["non_embedding_params"] if row else None)
             conn.execute(
                 f"""UPDATE jobs SET status = 'done', reason = NULL, error_detail = NULL, owner_pid = NULL,
+                    failure_kind = NULL, outputs = ?,
                     ended_at = ?, duration_s = ?, metrics = ?, environment = ?, non_embedding_params = ?,
                     {", ".join(f'"{name}" = ?' for name in METRIC_COLUMNS)} WHERE id = ?""",
                 (
+                    json.dumps(dict(outputs), sort_keys=True) if outputs is not None else None,
                     now,
                     now - started,
                     json.dumps(clean, sort_keys=True),
@@ -330,8 +512,14 @@ class Store:
                 ),
             )
 
-    def mark_failed(self, job_id: str, reason: str, detail: str | None = None, final: bool = True) -> None:
-        """Record a failed attempt; ``final`` says no retry follows (status 'failed', else back to 'pending')."""
+    def mark_failed(
+        self, job_id: str, reason: str, detail: str | None = None, final: bool = True, kind: str = "error"
+    ) -> None:
+        """Record a failed attempt; ``final`` says no retry follows in this run (status 'failed', else back to
+        'pending'). ``kind`` says what a later run does with it: 'error' (retried) or 'final' (only with
+        --retry-failed)."""
+        if kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {kind!r} is not one of {FAILURE_KINDS}")
         now = time.time()
         status = "failed" if final else "pending"
         with self._transaction() as conn:
@@ -339,15 +527,24 @@ class Store:
             started = row["started_at"] if row and row["started_at"] else now
             conn.execute(
                 "UPDATE jobs SET status = ?, reason = ?, error_detail = ?, failures = failures + 1, "
-                "owner_pid = NULL, ended_at = ?, duration_s = ? WHERE id = ?",
-                (status, reason, detail, now, now - started, job_id),
+                "failure_kind = ?, owner_pid = NULL, ended_at = ?, duration_s = ? WHERE id = ?",
+                (status, reason, detail, kind if final else None, now, now - started, job_id),
             )
 
-    def mark_blocked(self, job_id: str, dep_id: str) -> None:
+    def mark_interrupted(self, job_id: str, reason: str = "interrupted (Ctrl-C)") -> None:
+        """A job stopped by the user: pending again, not counted as a failure (like a job of a killed run)."""
         with self._transaction() as conn:
             conn.execute(
-                "UPDATE jobs SET status = 'failed', reason = ? WHERE id = ?",
-                (f"dependency {dep_id[:12]} failed", job_id),
+                "UPDATE jobs SET status = 'pending', reason = ?, owner_pid = NULL WHERE id = ?",
+                (reason, job_id),
+            )
+
+    def mark_blocked(self, job_id: str, dep_id: str, dep_label: str | None = None) -> None:
+        what = f"{dep_label} ({dep_id[:12]})" if dep_label else dep_id[:12]
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', failure_kind = 'blocked', reason = ? WHERE id = ?",
+                (f"dependency {what} failed", job_id),
             )
 
     # --- reading ------------------------------------------------------------------------------------
@@ -359,7 +556,7 @@ class Store:
             args = tuple(ids)
         rows = [dict(row) for row in self._conn.execute(query + " ORDER BY plan_order", args)]
         for row in rows:
-            for key in ("params", "deps", "axes", "factors", "metrics", "environment"):
+            for key in ("params", "deps", "axes", "factors", "metrics", "environment", "outputs"):
                 row[key] = json.loads(row[key]) if row[key] else None
         return rows
 
@@ -464,4 +661,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["AXES", "DB_NAME", "METRIC_COLUMNS", "SPEC_NAME", "Job", "Store", "environment", "write_table"]
+__all__ = [
+    "AXES",
+    "DB_NAME",
+    "FAILURE_KINDS",
+    "METRIC_COLUMNS",
+    "SPEC_NAME",
+    "Job",
+    "Store",
+    "environment",
+    "store_error",
+    "write_table",
+]
