@@ -22,6 +22,16 @@ JOINT_LAWS = ("multiplicative", "additive")
 SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
 LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
 
+# Options of every ``pd.read_csv`` of a results table. low_memory=False: one pass with one dtype per column, so
+# junk rows far down a large file do not print pandas' DtypeWarning before the one-line error that names them.
+# Floats are parsed to the nearest double ("round_trip"), which pandas does by default only from 3.1 on (it
+# deprecated the option there); before, its "high" parser was off by an ulp on some values, which moved
+# bootstrap endpoints of flat fits and so the committed reproduction tables.
+_PANDAS_VERSION = tuple(int(part) for part in pd.__version__.split(".")[:2] if part.isdigit())
+CSV_OPTIONS: dict[str, Any] = {"low_memory": False}
+if _PANDAS_VERSION < (3, 1):
+    CSV_OPTIONS["float_precision"] = "round_trip"
+
 # Column names of the long table made from a Lin et al. (2024) wide CSV.
 LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
 
@@ -42,9 +52,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV file")
     try:
-        # low_memory=False: one pass with one dtype per column, so junk rows far down a large file do not
-        # print pandas' DtypeWarning before the one-line error that names them.
-        df = pd.read_csv(path, low_memory=False)
+        df = pd.read_csv(path, **CSV_OPTIONS)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty, expected a CSV with a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:

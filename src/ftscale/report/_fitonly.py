@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ftscale.errors import DataError, FitError
+from ftscale.laws.io import CSV_OPTIONS
 from ftscale.report import _laws
 
 
@@ -36,7 +37,7 @@ def load_points(
     if not path.is_file():
         raise DataError(f"fit-only input {path} not found")
     try:
-        frame = pd.read_csv(path, low_memory=False)  # no DtypeWarning on junk rows of a large file
+        frame = pd.read_csv(path, **CSV_OPTIONS)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the table as CSV ({exc})") from None
     if frame.empty:

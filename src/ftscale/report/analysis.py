@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ftscale.errors import DataError, FitError
+from ftscale.laws.io import CSV_OPTIONS
 from ftscale.report import _laws
 from ftscale.study.spec import MIN_FIT_VALUES
 
@@ -118,8 +119,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif path.suffix in (".csv", ".tsv", ".txt"):
-            # low_memory=False: no DtypeWarning (two lines on stderr) when a large table has junk rows
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", low_memory=False)
+            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **CSV_OPTIONS)
         else:
             raise DataError(f"{path}: unknown results format {path.suffix!r}; use .csv or .parquet")
     except (pd.errors.EmptyDataError, ValueError, OSError) as exc:
@@ -264,6 +264,28 @@ def _json_clean(value: Any) -> Any:
 # ----- cells -------------------------------------------------------------------------------------------------
 
 
+def exact_mean(values: Any) -> float:
+    """Mean of the finite-or-NaN ``values`` with NaNs skipped, from a correctly rounded sum (``math.fsum``).
+
+    The seed averages feed fits whose bootstrap explores flat directions, where a last-bit change of a cell
+    moves a resample's endpoint: pandas' own group mean changed its last bits between releases (3.0 → 3.1) and
+    with the row order. The correctly rounded sum depends on neither.
+    """
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    return math.fsum(array) / array.size if array.size else math.nan
+
+
+def exact_std(values: Any) -> float:
+    """Sample standard deviation (ddof 1, NaNs skipped) with the same order-free sums as ``exact_mean``."""
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    if array.size < 2:
+        return math.nan
+    mean = math.fsum(array) / array.size
+    return math.sqrt(math.fsum((array - mean) ** 2) / (array.size - 1))
+
+
 def _factor_runs(done: pd.DataFrame, spec: FactorSpec) -> pd.DataFrame:
     rows = done[done[spec.membership]]
     if spec.checkpoint_kind == "intermediate":
@@ -299,10 +321,11 @@ def build_cells(done: pd.DataFrame, heldout: str = "study") -> pd.DataFrame:
             continue
         rows = rows.assign(x=rows[spec.x_column].astype(float), d=rows["ft_examples"].astype(float))
         grouped = rows.groupby(["task", "method", "x", "d"], sort=True)
-        cells = grouped["loss"].agg(loss="mean", loss_std="std", n_seeds="count").reset_index()
+        cells = grouped["loss"].agg(loss=exact_mean, loss_std=exact_std, n_seeds="count").reset_index()
         cells["loss_std"] = cells["loss_std"].fillna(0.0)
         if metrics:
-            cells = cells.merge(grouped[metrics].mean().reset_index(), on=["task", "method", "x", "d"])
+            means = grouped[metrics].agg(exact_mean).reset_index()
+            cells = cells.merge(means, on=["task", "method", "x", "d"])
         names = grouped["model_size"].first().reset_index(drop=True)
         cells["model_size"] = names.astype(str).to_numpy()
         cells.insert(2, "factor", spec.name)
@@ -310,7 +333,7 @@ def build_cells(done: pd.DataFrame, heldout: str = "study") -> pd.DataFrame:
         flag = STUDY_HELDOUT_COLUMN[spec.membership]
         if heldout == "study" and flag in rows.columns:
             # The study's own plan says which runs are held out (e.g. an interior pretraining checkpoint).
-            held_runs = rows.assign(_held=rows[flag].fillna(False).astype(bool))
+            held_runs = rows.assign(_held=rows[flag].eq(True))  # NaN (not in the plan) is not held out
             held = held_runs.groupby(["task", "method", "x", "d"], sort=True)["_held"].any().to_numpy()
             cells["heldout"] = held
         else:
