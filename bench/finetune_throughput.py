@@ -41,8 +41,9 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ftscale.data.types import EncodedExample
-from ftscale.finetune.methods import MethodConfig, count_non_embedding_parameters, prepare_model
+from ftscale.finetune.methods import MethodConfig, prepare_model
 from ftscale.finetune.train import FinetuneConfig, finetune
+from ftscale.models.family import model_parameter_counts
 
 VOCAB = 8000
 PAD, BOS, EOS = 0, 1, 2
@@ -173,7 +174,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     print(
-        f"non-embedding parameters: {count_non_embedding_parameters(base_model()):,}; threads {torch.get_num_threads()}"
+        f"non-embedding parameters: {model_parameter_counts(base_model()).non_embedding:,}; threads {torch.get_num_threads()}"
     )
     dev = synthetic_pairs(args.dev, seed=1)
     print(

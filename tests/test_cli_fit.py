@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import cli_env
+from conftest import run_cli
 from ftscale.laws.io import read_lin2024, read_points
 
 TRUTH = dict(A=400.0, alpha=0.3, beta=0.25, E=0.8)
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftscale", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        timeout=timeout,
-    )
 
 
 def write_points(path: Path, *, seeds: int = 2, noise: float = 0.002, methods=("fmt",)) -> Path:

@@ -12,11 +12,11 @@ from ftscale.finetune.methods import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_LEARNING_RATES,
     MethodConfig,
-    count_non_embedding_parameters,
     lr_sweep,
     merged_lora,
     prepare_model,
 )
+from ftscale.models.family import model_parameter_counts
 from test_finetune_support import copy_task, tiny_model
 
 
@@ -70,7 +70,24 @@ def test_fmt_trains_everything_and_x_excludes_embeddings():
     attention = d * d * 2 + d * kv * 2
     per_layer = attention + 3 * d * ff + 2 * d  # two RMSNorm weights
     assert info.base_non_embedding == layers * per_layer + d  # final norm
-    assert count_non_embedding_parameters(base) == info.base_non_embedding
+    assert model_parameter_counts(base).non_embedding == info.base_non_embedding
+
+
+def test_model_size_excludes_learned_position_embeddings_like_gpt2() -> None:
+    # X is Kaplan's non-embedding count: token and position embeddings (and an untied head) are excluded. GPT-2
+    # and OPT learn their position embeddings; both counts that feed X must agree on them.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=97, n_positions=64, n_embd=16, n_layer=2, n_head=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    counts = model_parameter_counts(model)
+    assert counts.embedding == embeddings and counts.non_embedding == total - embeddings
+    _, info = prepare_model(model, MethodConfig(method="fmt"))
+    assert info.base_non_embedding == total - embeddings
 
 
 def test_prompt_is_initialised_from_sampled_vocabulary_rows_and_seeded():

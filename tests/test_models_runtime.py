@@ -30,3 +30,18 @@ def test_reexec_preloads_tcmalloc_once():
 
 def test_opt_out_keeps_the_default_allocator():
     assert probe(FTSCALE_TCMALLOC="0") == "False None"
+
+
+def test_one_device_resolver_for_every_setting() -> None:
+    import torch
+
+    from ftscale.errors import UserError
+    from ftscale.models.runtime import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match=r"pretrain.device='tpu' is not a device"):
+        resolve_device("tpu", setting="pretrain.device")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match=r"^execution.device='cuda:1' but no CUDA GPU is visible"):
+            resolve_device("cuda:1", setting="execution.device")

@@ -4,15 +4,13 @@ study directory is left untouched."""
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, cli_env
+from conftest import REPO_ROOT, run_cli
 from ftscale.errors import SpecError
 from ftscale.study.spec import load_spec, parse_spec
 
@@ -146,17 +144,6 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, float]] | None:
     }
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ftscale", *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=REPO_ROOT,
-        timeout=120,
-    )
-
-
 def test_the_base_spec_is_valid() -> None:
     spec = parse_spec(copy.deepcopy(BASE))
     assert spec.base_size == "xs"
@@ -176,7 +163,7 @@ def test_invalid_spec_is_one_line_and_writes_nothing(
         study_dir.mkdir()
         (study_dir / "notes.txt").write_text("keep me")
     before = _snapshot(study_dir)
-    result = _run_cli("study", "run", str(spec_file), "--dir", str(study_dir))
+    result = run_cli("study", "run", str(spec_file), "--dir", str(study_dir))
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -188,7 +175,7 @@ def test_invalid_spec_is_one_line_and_writes_nothing(
 
 def test_missing_spec_file(tmp_path: Path) -> None:
     study_dir = tmp_path / "study"
-    result = _run_cli("study", "run", str(tmp_path / "nope.yaml"), "--dir", str(study_dir))
+    result = run_cli("study", "run", str(tmp_path / "nope.yaml"), "--dir", str(study_dir))
     assert result.returncode == 2
     assert "study file not found" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not study_dir.exists()

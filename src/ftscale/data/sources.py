@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -471,8 +471,3 @@ def load_hf_dataset(
     _check_unique_ids(examples, f"{label}[{split}]")
     report.n_loaded = len(examples)
     return examples, report
-
-
-def combine_reports(reports: Iterable[LoadReport]) -> str:
-    """One line per report, for logs and the CLI."""
-    return "\n".join(report.summary() for report in reports)

@@ -147,10 +147,6 @@ class SyntheticCorpus:
         self._check_lang(lang)
         return self._lexicon.lemmas(lang)
 
-    def split_of(self, frame: tuple) -> str:
-        """Which split a semantic frame belongs to (stable across processes and seeds)."""
-        return SPLITS[self._split_index(frame)]
-
     def sentence_pairs(self, src: str, tgt: str, n: int, split: str = "train") -> list[tuple[str, str]]:
         """``n`` distinct parallel sentences ``(source, target)``; noise applies to the source only.
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import PreTrainedModel
 
 from ftscale.errors import UserError
+from ftscale.models.family import model_parameter_counts
 
 if TYPE_CHECKING:
     from ftscale.data.types import EncodedExample
@@ -96,15 +97,6 @@ class TrainableInfo:
         return asdict(self)
 
 
-def count_non_embedding_parameters(model: PreTrainedModel) -> int:
-    """Parameters of a causal LM excluding the input embedding and the output projection (tied or not)."""
-    embedding_ids = {id(p) for p in model.get_input_embeddings().parameters()}
-    output = model.get_output_embeddings()
-    if output is not None:
-        embedding_ids |= {id(p) for p in output.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in embedding_ids)
-
-
 def _requires_grad_count(model: torch.nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -124,7 +116,7 @@ def prepare_model(
         raise UserError(
             f"prepare_model needs a transformers PreTrainedModel, got {type(base_model).__name__}"
         )
-    base_non_embedding = count_non_embedding_parameters(base_model)
+    base_non_embedding = model_parameter_counts(base_model).non_embedding
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -22,6 +22,7 @@ from ftscale.errors import DataError
 from ftscale.finetune._batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
+from ftscale.models.runtime import resolve_device
 
 
 class FinetuneConfig(BaseModel):
@@ -73,16 +74,6 @@ class FinetuneResult:
         return asdict(self)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DataError(
-            "FinetuneConfig.device is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'"
-        )
-    return torch.device(device)
-
-
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -115,7 +106,7 @@ def finetune(
     # -- setup ---------------------------------------------------------------------------------------------------
     torch.manual_seed(config.seed)
     shuffler = torch.Generator().manual_seed(config.seed)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, setting="FinetuneConfig.device")
     model.to(device)
     model.train()
     autocast = device.type == "cuda" and config.bf16

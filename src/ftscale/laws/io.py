@@ -203,10 +203,3 @@ def parse_heldout(spec: str, axis_columns: dict[str, str]) -> str | dict[str, li
     if not out:
         raise DataError(f"--heldout {spec!r}: no axis=value pairs found")
     return out
-
-
-def to_jsonable(value: Any) -> Any:
-    """Numpy-free, NaN-free structure for ``json.dumps`` (NaN/inf → None)."""
-    from ftscale.laws.evaluation import _clean
-
-    return _clean(value)

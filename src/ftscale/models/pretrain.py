@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ftscale.errors import DataError, SpecError, UserError
 from ftscale.models.family import ModelSpec, ParamCounts, build_model, parameter_counts
+from ftscale.models.runtime import resolve_device
 
 META_FILE = "ftscale_meta.json"
 RESUME_FILE = "resume.pt"
@@ -255,14 +256,6 @@ def make_optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.opti
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"pretrain.device='{device}' but no CUDA GPU is visible; use 'cpu' or 'auto'")
-    return torch.device(device)
-
-
 def autocast_for(device: torch.device):
     """bf16 autocast on GPU; plain fp32 on CPU (bf16 matmuls are not faster on these CPUs)."""
     if device.type == "cuda":
@@ -441,7 +434,7 @@ def pretrain(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out_dir)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, setting="pretrain.device")
     spec = config.model
     if len(tokenizer) > spec.vocab_size:
         raise SpecError(

@@ -1,10 +1,16 @@
-"""Process-level speed settings for CPU training: tcmalloc via re-exec, and torch thread counts."""
+"""Process-level runtime settings: tcmalloc via re-exec, torch thread counts, and the one device resolver."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ftscale.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 TCMALLOC_PATH = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
 _GUARD_ENV = "FTSCALE_TCMALLOC_REEXEC"
@@ -47,6 +53,23 @@ def _original_argv() -> list[str]:
         return args[1:]
     except OSError:
         return list(sys.argv)
+
+
+def resolve_device(device: str, setting: str = "device") -> torch.device:
+    """The torch device for a config value: ``auto`` is CUDA when a GPU is visible, else the CPU; ``cuda`` or
+    ``cuda:N`` without a visible GPU is a one-line error naming ``setting`` (the config field it came from)."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"{setting}={device!r} but no CUDA GPU is visible; use 'cpu' or 'auto'")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(
+            f"{setting}={device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
 
 
 def configure_threads(n_threads: int | None = None) -> int:

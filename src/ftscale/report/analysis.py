@@ -15,7 +15,6 @@ relative to the base checkpoint it was finetuned from.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -240,9 +239,6 @@ class Analysis:
                 "vs_baseline": _baseline_summary(self.vs_baseline).to_dict("records"),
             }
         )
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
 def _json_clean(value: Any) -> Any:

@@ -5,7 +5,6 @@ zero-shot score vs D_f (Fig. 6), and PPL vs BLEU / ROUGE-L scatter (Table 7). Ea
 from __future__ import annotations
 
 import io
-import math
 
 import matplotlib
 
@@ -201,7 +200,3 @@ def to_png(fig: Figure, dpi: int = 90) -> bytes:
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def is_finite(value: float) -> bool:
-    return value is not None and math.isfinite(float(value))

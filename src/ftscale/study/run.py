@@ -36,16 +36,8 @@ JOB_FN_ENV = "FTSCALE_JOB_FN"
 HEARTBEAT_SECONDS = 10.0
 
 
-def _runner_not_wired(ctx: JobContext) -> Mapping[str, Any]:
-    raise UserError(
-        "the finetuning runner is not wired yet: ftscale.study.run.JOB_FUNCTIONS['default'] is a placeholder"
-    )
-
-
-_runner_not_wired.not_wired = True  # type: ignore[attr-defined]
-
 # Named job functions; the real pretrain/finetune/evaluate runner is registered as "default".
-JOB_FUNCTIONS: dict[str, JobFunction] = {"default": run_job, "not_wired": _runner_not_wired}
+JOB_FUNCTIONS: dict[str, JobFunction] = {"default": run_job}
 
 
 def resolve_job_function(name: str = "default") -> JobFunction:
@@ -61,10 +53,7 @@ def resolve_job_function(name: str = "default") -> JobFunction:
             ) from None
     if name not in JOB_FUNCTIONS:
         raise UserError(f"unknown job function {name!r}; known: {', '.join(sorted(JOB_FUNCTIONS))}")
-    fn = JOB_FUNCTIONS[name]
-    if getattr(fn, "not_wired", False):
-        fn(None)  # type: ignore[arg-type]  # raises its UserError before anything is written
-    return fn
+    return JOB_FUNCTIONS[name]
 
 
 @dataclass

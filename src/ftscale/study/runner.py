@@ -464,14 +464,14 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
     """The base checkpoint as is, no training: the paper's "Baseline" of the zero-/few-shot comparison, scored
     on exactly the prompts of the seed-0 finetuning runs."""
     from ftscale.finetune.evaluate import target_loss
-    from ftscale.finetune.methods import count_non_embedding_parameters
-    from ftscale.finetune.train import resolve_device
+    from ftscale.models.family import model_parameter_counts
+    from ftscale.models.runtime import resolve_device
 
     params = ctx.params
     spec_task = params["task"]
     data = task_data(spec_task)
     model, tokenizer = _load_base(ctx)
-    model.to(resolve_device(ctx.device if ctx.device in ("cpu", "cuda", "auto") else "auto"))
+    model.to(resolve_device(ctx.device, setting="execution.device"))
     evaluation = params["evaluation"]
     sets = _eval_sets(data, tokenizer, spec_task, evaluation, seed=0)
     dev, _ = _encode(data.task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
@@ -484,7 +484,7 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
             "eval_seconds": time.perf_counter() - started,
             "trainable_params": 0,
             "total_params": sum(p.numel() for p in model.parameters()),
-            "base_non_embedding_params": count_non_embedding_parameters(model),
+            "base_non_embedding_params": model_parameter_counts(model).non_embedding,
         }
     )
     return metrics

@@ -224,11 +224,6 @@ class StudySpec(_Strict):
         assert self.family.hf is not None
         return next(m for m in self.family.hf.models if m.name == name)
 
-    def full_pretrain_tokens(self, size: str) -> int | None:
-        if self.family.pretrain is not None:
-            return self.family.pretrain.total_tokens
-        return self.hf_model(size).tokens
-
     def resolved_heldout(self) -> dict[str, Any]:
         """Held-out values per axis: as given, else the paper's choice (§2.7): the largest value of each axis,
         and the second largest pretraining budget (an interior checkpoint). Only axes with ≥ 3 values get a
