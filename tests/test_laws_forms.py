@@ -154,3 +154,15 @@ def test_single_factor_law_rejects_two_columns_and_bad_config():
         PowerLaw(reduction="max")
     with pytest.raises(FitError, match="not fitted"):
         PowerLaw().predict(D_SINGLE)
+
+
+def test_one_registry_of_law_forms() -> None:
+    from ftscale.errors import FitError
+    from ftscale.laws.forms import JOINT_LAWS, LAW_FORMS, LAW_NAMES, SINGLE_FACTOR_LAWS, law_class
+
+    assert sorted(LAW_NAMES) == sorted(LAW_FORMS)
+    assert set(JOINT_LAWS) == {name for name, cls in LAW_FORMS.items() if cls.n_inputs == 2}
+    assert set(SINGLE_FACTOR_LAWS) == {name for name, cls in LAW_FORMS.items() if cls.n_inputs == 1}
+    assert law_class(" Multiplicative ") is LAW_FORMS["multiplicative"]
+    with pytest.raises(FitError, match="unknown law 'cubic': choose one of multiplicative, additive, power"):
+        law_class("cubic")

@@ -211,7 +211,8 @@ def fit_command(
 
     from ftscale.errors import DataError, FitError
     from ftscale.laws.evaluation import evaluate_fit
-    from ftscale.laws.io import JOINT_LAWS, law_class, parse_heldout, read_points
+    from ftscale.laws.forms import JOINT_LAWS, law_class
+    from ftscale.laws.io import parse_heldout, read_points
 
     law_key = law.strip().lower()
     law_cls = law_class(law_key)

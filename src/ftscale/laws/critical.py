@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from ftscale.errors import FitError
+from ftscale.laws.forms import law_class
 
 # Natural parameter names a law may carry; bootstrap sample tables also hold derived columns that must not be
 # passed back to ``from_params``.
@@ -299,8 +300,6 @@ def _laws_from_samples(samples: Any, form: Any) -> list[Any]:
 
 def _law_factory(form: Any) -> Callable[..., Any]:
     if isinstance(form, str):
-        from ftscale.laws.io import law_class
-
         form = law_class(form)
     if hasattr(form, "from_params"):
         # A class or a fitted template law: build new laws of the same form.

@@ -31,7 +31,7 @@ except ImportError:
     threadpool_limits = None
 from ftscale.laws._lbfgs import batched_lbfgs, projected_gradient
 from ftscale.laws.forms import (
-    AdditiveLaw,
+    LAW_FORMS,
     FitWarning,
     MultiplicativeLaw,
     ScalingLaw,
@@ -451,7 +451,7 @@ class TwoStageResult:
 def _law_class(form: str) -> type[ScalingLaw]:
     if form not in _PER_FACTOR:
         raise FitError(f"form must be 'multiplicative' or 'additive', got {form!r}")
-    return MultiplicativeLaw if form == "multiplicative" else AdditiveLaw
+    return LAW_FORMS[form]
 
 
 def _stage1_starts(

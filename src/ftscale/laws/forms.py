@@ -461,6 +461,10 @@ class VanillaLaw(ScalingLaw):
         return alpha * inner, vjp
 
 
+# The one registry of law forms: joint forms take (x, d) columns (``n_inputs == 2``), single-factor forms d alone.
+JOINT_LAWS = ("multiplicative", "additive")
+SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
+LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
 LAW_FORMS: dict[str, type[ScalingLaw]] = {
     "power": PowerLaw,
     "multiplicative": MultiplicativeLaw,
@@ -468,3 +472,11 @@ LAW_FORMS: dict[str, type[ScalingLaw]] = {
     "rectified": RectifiedLaw,
     "vanilla": VanillaLaw,
 }
+
+
+def law_class(name: str) -> type[ScalingLaw]:
+    """The law class for a form name (``multiplicative``, ``additive``, ``power``, ``rectified``, ``vanilla``)."""
+    key = name.strip().lower()
+    if key not in LAW_FORMS:
+        raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")
+    return LAW_FORMS[key]

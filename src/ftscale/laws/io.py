@@ -15,12 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ftscale.errors import DataError, FitError
-from ftscale.laws.forms import LAW_FORMS
-
-JOINT_LAWS = ("multiplicative", "additive")
-SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
-LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
+from ftscale.errors import DataError
 
 # Options of every ``pd.read_csv`` of a results table. low_memory=False: one pass with one dtype per column, so
 # junk rows far down a large file do not print pandas' DtypeWarning before the one-line error that names them.
@@ -34,14 +29,6 @@ if _PANDAS_VERSION < (3, 1):
 
 # Column names of the long table made from a Lin et al. (2024) wide CSV.
 LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
-
-
-def law_class(name: str) -> type:
-    """The law class for a form name (``multiplicative``, ``additive``, ``power``, ``rectified``, ``vanilla``)."""
-    key = name.strip().lower()
-    if key not in LAW_FORMS:
-        raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")
-    return LAW_FORMS[key]
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

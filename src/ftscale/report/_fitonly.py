@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ftscale.errors import DataError, FitError
+from ftscale.laws.forms import LAW_FORMS
 from ftscale.laws.io import CSV_OPTIONS
 from ftscale.report import _laws
 
@@ -121,9 +122,7 @@ def analyse_points(
             for form in ("multiplicative", "additive"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    law = _laws.LAW_CLASSES[form]().fit(
-                        fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float)
-                    )
+                    law = LAW_FORMS[form]().fit(fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
                 e = _laws.fit_errors(law, fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
                 h = _laws.fit_errors(law, held[["x", "d"]].to_numpy(float), held["loss"].to_numpy(float))
                 joint_rows.append(

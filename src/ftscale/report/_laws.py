@@ -19,14 +19,6 @@ from ftscale.laws import critical as _critical
 from ftscale.laws import fitting as _fitting
 from ftscale.laws import forms as _forms
 
-LAW_CLASSES: dict[str, type] = {
-    "power": _forms.PowerLaw,
-    "multiplicative": _forms.MultiplicativeLaw,
-    "additive": _forms.AdditiveLaw,
-    "rectified": _forms.RectifiedLaw,
-    "vanilla": _forms.VanillaLaw,
-}
-
 
 @dataclass
 class JointFit:
@@ -61,11 +53,11 @@ def fit_joint(
 
 def fit_single(form: str, d: np.ndarray, y: np.ndarray) -> Any:
     """A single-factor law of D_f (power, rectified or vanilla) fitted on the given points."""
-    return LAW_CLASSES[form]().fit(np.asarray(d, dtype=float), np.asarray(y, dtype=float))
+    return _forms.LAW_FORMS[form]().fit(np.asarray(d, dtype=float), np.asarray(y, dtype=float))
 
 
 def law_from_params(form: str, params: Mapping[str, float]) -> Any:
-    cls = LAW_CLASSES[form]
+    cls = _forms.LAW_FORMS[form]
     names = getattr(cls, "param_names", tuple(params))
     return cls.from_params(**{k: float(params[k]) for k in names})
 
