@@ -8,15 +8,18 @@ import pytest
 import torch
 
 from ftscale.errors import UserError
-from ftscale.finetune.methods import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_LEARNING_RATES,
-    MethodConfig,
-    lr_sweep,
-    merged_lora,
-    prepare_model,
+from ftscale.finetune.methods import LORA_ALPHA, MethodConfig, lr_sweep, merged_lora, prepare_model
+from ftscale.finetune.params import (
+    METHODS,
+    PARAMS_OF_METHOD,
+    FmtParams,
+    LoraParams,
+    PromptParams,
+    method_params,
 )
+from ftscale.finetune.train import FinetuneConfig
 from ftscale.models.family import model_parameter_counts
+from ftscale.study.spec import parse_spec
 from test_finetune_support import copy_task, tiny_model
 
 
@@ -148,12 +151,47 @@ def test_merged_lora_leaves_other_methods_alone():
 
 
 def test_defaults_follow_the_papers_ratios():
-    assert DEFAULT_LEARNING_RATES["prompt"] > DEFAULT_LEARNING_RATES["lora"] > DEFAULT_LEARNING_RATES["fmt"]
-    assert DEFAULT_BATCH_SIZES["fmt"] > DEFAULT_BATCH_SIZES["lora"] == DEFAULT_BATCH_SIZES["prompt"]
+    assert PromptParams().lr > LoraParams().lr > FmtParams().lr
     config = MethodConfig(method="lora")
-    assert config.learning_rate == DEFAULT_LEARNING_RATES["lora"] and config.lora_rank == 4
+    assert (
+        config.learning_rate == LoraParams().lr and config.lora_rank == 4 and config.lora_alpha == LORA_ALPHA
+    )
     assert MethodConfig(method="prompt", learning_rate=0.5).learning_rate == 0.5
-    assert MethodConfig(method="prompt").pet_size == 16 and MethodConfig().pet_size is None
+    assert (
+        MethodConfig(method="prompt").pet_size == PromptParams().prompt_length
+        and MethodConfig().pet_size is None
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_set_of_method_defaults_for_the_library_the_spec_and_a_job(method):
+    """The defaults live in ftscale.finetune.params only: the library's configs, a spec that names a method
+    without values, and the job built from that spec's JSON all train with the same hyperparameters."""
+    spec = parse_spec(
+        {
+            "name": "t",
+            "task": {"name": "synthetic-en-de", "train_pool": 100},
+            "tokenizer": {"vocab_size": 256},
+            "family": {"pretrain": {"sizes": ["xs", "s"], "total_tokens": 1000}},
+            "methods": {method: {}},
+            "factors": {"model_size": ["xs", "s"], "ft_sizes": {method: [10, 20]}},
+        }
+    )
+    from_spec = spec.methods.enabled()[method]
+    assert from_spec == PARAMS_OF_METHOD[method]()
+    job_side = method_params(method, from_spec.model_dump(mode="json"))
+    assert job_side == from_spec
+    library = FinetuneConfig(method=MethodConfig(method=method))
+    assert FinetuneConfig.from_params(job_side) == library
+    assert library.max_steps == from_spec.max_steps and library.eval_every == from_spec.eval_every
+    assert library.method.batch_size == from_spec.batch_size and library.method.learning_rate == from_spec.lr
+
+
+def test_method_params_refuse_unknown_methods_and_fields():
+    with pytest.raises(ValueError, match="unknown finetuning method"):
+        method_params("adapter", {})
+    with pytest.raises(ValueError, match="lora_rank"):
+        method_params("prompt", {"lora_rank": 2})
 
 
 def test_unknown_lora_targets_are_a_user_error():

@@ -1,8 +1,8 @@
 """Finetuning methods behind one config: full-model tuning (FMT), prompt tuning and LoRA through Hugging Face PEFT.
 
 ``prepare_model(base_model, MethodConfig(...))`` is the single entry point that turns a base causal LM into a
-trainable one, and reports how many parameters are trained. Per-method defaults keep the paper's ratios
-(prompt ≫ LoRA ≫ FMT learning rates; PET batches smaller than FMT batches) at CPU scale.
+trainable one, and reports how many parameters are trained. What a caller leaves unset comes from the per-method
+defaults in :mod:`ftscale.finetune.params` (the same a study spec uses).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
@@ -19,18 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import PreTrainedModel
 
 from ftscale.errors import UserError
+from ftscale.finetune.params import Method, MethodParams, default_of
 from ftscale.models.family import model_parameter_counts
 
 if TYPE_CHECKING:
     from ftscale.data.types import EncodedExample
 
-Method = Literal["fmt", "prompt", "lora"]
-
-# Paper (Adafactor, 1B-16B models): prompt 3e-1, LoRA 1e-2, FMT 1e-3. With AdamW on sub-2M-parameter models the
-# same ordering holds with a compressed range; these are starting points, re-tune with `lr_sweep`.
-DEFAULT_LEARNING_RATES: dict[str, float] = {"prompt": 3e-2, "lora": 3e-3, "fmt": 1e-3}
-# Paper: 16 (PET) and 128 (FMT). CPU micro-batches stay <= 16, keeping FMT's batch the larger one.
-DEFAULT_BATCH_SIZES: dict[str, int] = {"prompt": 8, "lora": 8, "fmt": 16}
+# LoRA's alpha is fixed across ranks (scaling alpha/r), as Hu et al., who set it once and did not retune it.
+LORA_ALPHA = 8.0
 # LoRA on attention AND feed-forward projections (the paper applies it to both; names follow Llama).
 LLAMA_LORA_TARGETS: tuple[str, ...] = (
     "q_proj",
@@ -48,40 +44,59 @@ class MethodConfig(BaseModel):
 
     - ``method``: ``fmt`` (all parameters), ``prompt`` (soft prompt of ``prompt_length`` vectors, initialised
       from sampled vocabulary embeddings, only the prompt trained) or ``lora`` (rank ``lora_rank`` adapters).
-    - ``prompt_length`` |P| (PET-size axis for prompt tuning): default 16. The paper uses 100 virtual tokens for
-      ~256-token sequences; 16 keeps a similar share of the context for our <= 128-token sequences.
-    - ``lora_rank`` r (PET-size axis for LoRA): default 4, as the paper. ``lora_alpha`` 8 is fixed across
-      ranks (scaling alpha/r, as Hu et al. who set alpha once and did not retune it); ``lora_dropout`` 0 (the
-      paper states none). Init is PEFT's standard: A Kaiming-uniform, B = 0, so training starts at the base model.
-    - ``learning_rate`` / ``batch_size``: ``None`` takes the per-method default (``DEFAULT_LEARNING_RATES``,
-      ``DEFAULT_BATCH_SIZES``). Optimiser is AdamW with ``weight_decay`` (default 0: the paper describes none).
+    - ``prompt_length`` |P| (PET-size axis for prompt tuning) and ``lora_rank`` r (PET-size axis for LoRA).
+      ``lora_alpha`` (:data:`LORA_ALPHA`) is fixed across ranks; ``lora_dropout`` 0 (the paper states none). LoRA
+      init is PEFT's standard: A Kaiming-uniform, B = 0, so training starts at the base model.
+    - ``learning_rate`` / ``batch_size`` / ``weight_decay``: the optimiser is AdamW.
+
+    Every field left ``None`` takes the method's default from :mod:`ftscale.finetune.params`; use
+    :meth:`from_params` to build the config of a study job from its typed parameters.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "fmt"
-    prompt_length: int = Field(16, ge=1)
-    lora_rank: int = Field(4, ge=1)
-    lora_alpha: float = Field(8.0, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    prompt_length: int | None = Field(None, ge=1)
+    lora_rank: int | None = Field(None, ge=1)
+    lora_alpha: float = Field(LORA_ALPHA, gt=0)
+    lora_dropout: float | None = Field(None, ge=0, lt=1)
     lora_target_modules: tuple[str, ...] = LLAMA_LORA_TARGETS
     learning_rate: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float | None = Field(None, ge=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)
 
     @model_validator(mode="after")
     def _fill_method_defaults(self) -> MethodConfig:
-        if self.learning_rate is None:
-            self.learning_rate = DEFAULT_LEARNING_RATES[self.method]
-        if self.batch_size is None:
-            self.batch_size = DEFAULT_BATCH_SIZES[self.method]
+        for name, param in _PARAM_OF_FIELD.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default_of(self.method, param))
         return self
+
+    @classmethod
+    def from_params(cls, params: MethodParams) -> MethodConfig:
+        """The config of a run with a study's typed method parameters (every value given, nothing restated)."""
+        values = params.model_dump(exclude_none=True)
+        fields = {name: values[param] for name, param in _PARAM_OF_FIELD.items() if param in values}
+        if "lora_alpha" in values:
+            fields["lora_alpha"] = values["lora_alpha"]
+        return cls(method=params.method, **fields)
 
     @property
     def pet_size(self) -> int | None:
         """The PET-size axis value X of the paper: |P| for prompt tuning, r for LoRA, None for FMT."""
         return {"prompt": self.prompt_length, "lora": self.lora_rank}.get(self.method)
+
+
+# MethodConfig field -> its name in the per-method parameters (ftscale.finetune.params)
+_PARAM_OF_FIELD = {
+    "prompt_length": "prompt_length",
+    "lora_rank": "lora_rank",
+    "lora_dropout": "lora_dropout",
+    "learning_rate": "lr",
+    "batch_size": "batch_size",
+    "weight_decay": "weight_decay",
+}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ftscale.errors import DataError
 from ftscale.finetune._batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
+from ftscale.finetune.params import MethodParams, default_of
 from ftscale.models.runtime import resolve_device
 
 
@@ -36,16 +37,23 @@ class FinetuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: MethodConfig = Field(default_factory=MethodConfig)
-    max_steps: int = Field(1000, ge=1)
-    max_epochs: float | None = Field(None, gt=0)
+    max_steps: int = Field(default_of("fmt", "max_steps"), ge=1)
+    max_epochs: float | None = Field(default_of("fmt", "max_epochs"), gt=0)  # None: no epoch limit
     warmup_steps: int = Field(0, ge=0)
-    eval_every: int = Field(100, ge=1)
-    patience: int | None = Field(5, ge=1)  # evaluations without improvement; None disables early stopping
+    eval_every: int = Field(default_of("fmt", "eval_every"), ge=1)
+    # evaluations without improvement; None disables early stopping
+    patience: int | None = Field(default_of("fmt", "patience"), ge=1)
     eval_batch_size: int = Field(16, ge=1)  # small batches of length-sorted examples waste little padding
     grad_clip: float | None = Field(1.0, gt=0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     bf16: bool = True  # autocast to bfloat16 on CUDA; CPU always trains in fp32
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: MethodParams, **run: object) -> FinetuneConfig:
+        """The config of a run with a study's typed method parameters; ``run`` adds ``device``, ``seed``, ..."""
+        stops = params.model_dump(include={"max_steps", "max_epochs", "eval_every", "patience"})
+        return cls(method=MethodConfig.from_params(params), **stops, **run)
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> FinetuneConfig:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ftscale.errors import UserError
+from ftscale.finetune.params import MethodParams, method_params
 from ftscale.study.executors import FinalFailure, JobContext
 
 TOKENIZER_DIR = "tokenizer"
@@ -504,10 +505,15 @@ class FinetuneSetup:
     config: Any
 
 
+def job_method_params(params: Mapping[str, Any]) -> MethodParams:
+    """A finetuning job's method and hyperparameters, typed again (a job's params travel as JSON)."""
+    return method_params(params["method"], params["method_config"])
+
+
 def prepare_finetune(ctx: JobContext) -> FinetuneSetup:
     """Load the base checkpoint of a finetuning job and set up its run (model, data subset, config)."""
     from ftscale.data.subsets import subset
-    from ftscale.finetune.methods import MethodConfig, prepare_model
+    from ftscale.finetune.methods import prepare_model
     from ftscale.finetune.train import FinetuneConfig
 
     params = ctx.params
@@ -521,27 +527,11 @@ def prepare_finetune(ctx: JobContext) -> FinetuneSetup:
     train, _ = _encode(task, train_examples, tokenizer, spec_task)
     dev, _ = _encode(task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
 
-    mc = params["method_config"]
-    method = params["method"]
-    method_config = MethodConfig(
-        method=method,
-        prompt_length=mc.get("prompt_length") or 16,
-        lora_rank=mc.get("lora_rank") or 4,
-        **({"lora_alpha": mc["lora_alpha"]} if mc.get("lora_alpha") else {}),
-        lora_dropout=mc.get("lora_dropout", 0.0),
-        learning_rate=mc["lr"],
-        batch_size=mc["batch_size"],
-        weight_decay=mc.get("weight_decay", 0.0),
+    method_params = job_method_params(params)
+    config = FinetuneConfig.from_params(
+        method_params, device=ctx.device if ctx.device in ("cpu", "cuda", "auto") else "auto", seed=seed
     )
-    config = FinetuneConfig(
-        method=method_config,
-        max_steps=mc["max_steps"],
-        max_epochs=mc.get("max_epochs"),
-        eval_every=mc["eval_every"],
-        patience=mc["patience"],
-        device=ctx.device if ctx.device in ("cpu", "cuda", "auto") else "auto",
-        seed=seed,
-    )
+    method_config = config.method
     model, info = prepare_model(model, method_config, seed=seed)
     return FinetuneSetup(model, info, tokenizer, data, train, dev, config)
 

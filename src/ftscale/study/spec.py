@@ -19,10 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ftscale.errors import SpecError
+from ftscale.finetune.params import METHODS, FmtParams, LoraParams, MethodParams, PromptParams
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
-METHODS = ("fmt", "prompt", "lora")
 PET_FACTOR_OF_METHOD = {"prompt": "prompt_length", "lora": "lora_rank"}
 TASK_NAME_PATTERN = r"^[a-z][a-z0-9_\-]*(/[a-z0-9_\-]+)?$"
 DIRECTION_PATTERN = r"^[a-z]{2,3}-[a-z]{2,3}$"
@@ -92,38 +92,14 @@ class FamilySpec(_Strict):
     hf: HfFamilySpec | None = None
 
 
-class _MethodBase(_Strict):
-    lr: PositiveFloat
-    batch_size: PositiveInt = 16
-    max_steps: PositiveInt = 1000
-    max_epochs: PositiveInt = 100
-    eval_every: PositiveInt = 50
-    patience: PositiveInt = 5
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-
-
-class FmtSpec(_MethodBase):
-    lr: PositiveFloat = 1e-3
-
-
-class PromptSpec(_MethodBase):
-    lr: PositiveFloat = 3e-1
-    prompt_length: PositiveInt = 100
-
-
-class LoraSpec(_MethodBase):
-    lr: PositiveFloat = 1e-2
-    lora_rank: PositiveInt = 4
-    lora_alpha: PositiveFloat | None = None
-    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-
 class MethodsSpec(_Strict):
-    fmt: FmtSpec | None = None
-    prompt: PromptSpec | None = None
-    lora: LoraSpec | None = None
+    """Each method's hyperparameters (:mod:`ftscale.finetune.params` holds their defaults); absent: not run."""
 
-    def enabled(self) -> dict[str, _MethodBase]:
+    fmt: FmtParams | None = None
+    prompt: PromptParams | None = None
+    lora: LoraParams | None = None
+
+    def enabled(self) -> dict[str, MethodParams]:
         return {name: cfg for name in METHODS if (cfg := getattr(self, name)) is not None}
 
 

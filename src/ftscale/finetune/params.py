@@ -1,0 +1,83 @@
+"""Per-method finetuning hyperparameters: the one place their defaults live.
+
+A study spec's ``methods.fmt`` / ``methods.prompt`` / ``methods.lora`` sections are these models, a finetuning job
+carries one (as JSON in its params, validated back into the model on the job side), and
+:class:`~ftscale.finetune.methods.MethodConfig` and :class:`~ftscale.finetune.train.FinetuneConfig` fill whatever a
+caller leaves unset from them. Light on purpose (pydantic only): loading a spec never imports torch.
+
+Defaults follow the paper (Zhang et al. 2024, §3 and Appendix A): learning rates 1e-3 (FMT), 3e-1 (prompt),
+1e-2 (LoRA); 100 virtual tokens; LoRA rank 4; at most 100 epochs with early stopping on the dev loss. The batch
+is 16 for every method (the paper: 128 for FMT), and a run stops at 1,000 steps (the paper: 200K), to fit CPU
+budgets; the presets under ``configs/`` set their own values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Method = Literal["fmt", "prompt", "lora"]
+METHODS: tuple[Method, ...] = ("fmt", "prompt", "lora")
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class MethodParams(BaseModel):
+    """What every method shares: the optimiser's rate and batch, and when a run stops."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: ClassVar[Method]
+
+    lr: PositiveFloat
+    batch_size: PositiveInt = 16
+    max_steps: PositiveInt = 1000
+    max_epochs: PositiveInt = 100
+    eval_every: PositiveInt = 50
+    patience: PositiveInt = 5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class FmtParams(MethodParams):
+    method: ClassVar[Method] = "fmt"
+    lr: PositiveFloat = 1e-3
+
+
+class PromptParams(MethodParams):
+    method: ClassVar[Method] = "prompt"
+    lr: PositiveFloat = 3e-1
+    prompt_length: PositiveInt = 100
+
+
+class LoraParams(MethodParams):
+    method: ClassVar[Method] = "lora"
+    lr: PositiveFloat = 1e-2
+    lora_rank: PositiveInt = 4
+    lora_alpha: PositiveFloat | None = None  # None: MethodConfig's fixed alpha
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+PARAMS_OF_METHOD: dict[Method, type[MethodParams]] = {
+    "fmt": FmtParams,
+    "prompt": PromptParams,
+    "lora": LoraParams,
+}
+
+
+def method_params(method: str, values: Mapping[str, Any] | None = None) -> MethodParams:
+    """The typed parameters of ``method`` from a job's JSON (``None``: all defaults)."""
+    if method not in PARAMS_OF_METHOD:
+        raise ValueError(f"unknown finetuning method {method!r}; expected one of {', '.join(METHODS)}")
+    return PARAMS_OF_METHOD[method].model_validate(dict(values or {}))  # type: ignore[index]
+
+
+def default_of(method: str, name: str) -> Any:
+    """The default of field ``name`` for ``method`` (a shared field when ``method`` lacks it: e.g. FMT's batch)."""
+    cls = PARAMS_OF_METHOD.get(method, FmtParams)  # type: ignore[call-overload]
+    fields = (
+        cls.model_fields
+        if name in cls.model_fields
+        else {**PromptParams.model_fields, **LoraParams.model_fields}
+    )
+    return fields[name].default
