@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linprog
 
-from ftscale.report._synthetic import PAPER_EN_DE, SyntheticStudy, truth_at_scale
-from ftscale.report.analysis import analyse
+from ftscale.analysis import PAPER_EN_DE, SyntheticStudy, analyse, truth_at_scale
 
 MODEL_PARAMS = {"xs": 2e5, "s": 5e5, "m": 1e6, "l": 2e6}
 

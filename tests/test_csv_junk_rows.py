@@ -48,9 +48,8 @@ def test_cli_prints_only_the_one_line_error(junk_csv: Path, tmp_path: Path, args
 
 
 def test_readers_emit_no_warnings(junk_csv: Path) -> None:
+    from ftscale.analysis import load_points, load_results
     from ftscale.laws.io import read_table
-    from ftscale.report._fitonly import load_points
-    from ftscale.report.analysis import load_results
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ftscale.errors import DataError
-from ftscale.finetune._batches import (
+from ftscale.finetune.batches import (
     IGNORE_INDEX,
     bucketed_batches,
     collate,

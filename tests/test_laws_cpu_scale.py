@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
+from ftscale.analysis import PAPER_EN_DE, SyntheticStudy, analyse, truth_at_scale
 from ftscale.laws.fitting import fit_two_stage
 from ftscale.laws.forms import AdditiveLaw, FitWarning, MultiplicativeLaw
-from ftscale.report._synthetic import PAPER_EN_DE, SyntheticStudy, truth_at_scale
-from ftscale.report.analysis import analyse
 
 MODEL_SIZES = (1.7e5, 4e5, 8e5, 1.4e6, 2.6e6)  # non-embedding parameters of a CPU model ladder
 PRETRAIN_TOKENS = (2e5, 4e5, 6e5, 8e5, 1e6)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftscale.report._synthetic import SyntheticStudy
-from ftscale.report.analysis import _baseline_findings, _vs_baseline, analyse
+from ftscale.analysis import SyntheticStudy, analyse
+from ftscale.analysis.findings import baseline_findings, vs_baseline_scores
 from ftscale.report.tables import table_findings
 
 # Few-shot change vs the base model per method: FMT loses, PET stays put (the paper's Figs. 11-14).
@@ -72,15 +72,17 @@ def test_each_run_is_compared_with_its_own_base_checkpoint() -> None:
             "zs_cs-de_bleu": [1.0, 1.0],
         }
     )
-    table = _vs_baseline(pd.concat([runs, base], ignore_index=True)).sort_values(["prompts", "model_size"])
+    table = vs_baseline_scores(pd.concat([runs, base], ignore_index=True)).sort_values(
+        ["prompts", "model_size"]
+    )
     assert table[["prompts", "model_size", "score", "baseline", "change"]].values.tolist() == [
         ["1-shot", "m", 7.0, 6.0, 1.0],
         ["1-shot", "s", 5.0, 6.0, -1.0],
         ["zero-shot", "s", 3.0, 1.0, 2.0],
     ]
     assert set(table["metric"]) == {"bleu"}
-    assert _vs_baseline(runs).empty and not _baseline_findings(
-        _vs_baseline(runs), 0.95, np.random.default_rng(0)
+    assert vs_baseline_scores(runs).empty and not baseline_findings(
+        vs_baseline_scores(runs), 0.95, np.random.default_rng(0)
     )
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ftscale.analysis import SyntheticStudy
+from ftscale.analysis.cells import build_cells, exact_mean, exact_std, load_results
 from ftscale.laws.io import read_table
-from ftscale.report._synthetic import SyntheticStudy
-from ftscale.report.analysis import build_cells, exact_mean, exact_std, load_results
 
 STUDY = SyntheticStudy(
     model_params={"1B": 1e9, "2B": 2e9, "4B": 4e9},

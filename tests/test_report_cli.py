@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env
-from ftscale.report._synthetic import SyntheticStudy
+from ftscale.analysis import SyntheticStudy
 
 pytestmark = pytest.mark.slow  # three CLI processes, each with two-stage fits and a small bootstrap
 

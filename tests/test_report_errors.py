@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import cli_env
+from ftscale.analysis import SyntheticStudy, analyse, load_results
 from ftscale.errors import DataError, FitError
-from ftscale.report._synthetic import SyntheticStudy
-from ftscale.report.analysis import analyse, load_results
 
 
 def test_missing_study_dir(tmp_path):
@@ -49,7 +48,7 @@ def test_cli_error_is_one_line(tmp_path):
     code = (
         "import sys, typer\n"
         "from ftscale.errors import UserError\n"
-        "from ftscale.report.cli import report\n"
+        "from ftscale.cli.report import report\n"
         "app = typer.Typer(); app.command('report')(report); app.command('noop')(lambda: None)\n"
         "try:\n    app(sys.argv[1:], standalone_mode=False)\n"
         "except UserError as exc:\n    print('error:', exc, file=sys.stderr); sys.exit(2)\n"
@@ -79,8 +78,8 @@ def test_load_csv_and_parquet(tmp_path):
 
 
 def test_bad_options_fail_before_the_analysis(tmp_path):
+    from ftscale.cli.report import advise, report
     from ftscale.errors import UserError
-    from ftscale.report.cli import advise, report
 
     missing = tmp_path / "no-study"  # analysing it would fail differently: the option check comes first
     with pytest.raises(UserError, match="--examples"):
@@ -103,7 +102,7 @@ def test_bad_options_fail_before_the_analysis(tmp_path):
 
 
 def test_fit_only_unreadable_csv_and_max_models(tmp_path):
-    from ftscale.report._fitonly import analyse_points, load_points
+    from ftscale.analysis import analyse_points, load_points
 
     empty, broken = tmp_path / "empty.csv", tmp_path / "broken.csv"
     empty.write_text("")

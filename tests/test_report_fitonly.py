@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from ftscale.analysis import analyse_points, load_points
 from ftscale.errors import DataError
-from ftscale.report._fitonly import analyse_points, load_points
 
 
 @pytest.mark.shared_data

@@ -13,11 +13,10 @@ import subprocess
 import numpy as np
 import pytest
 
+from ftscale.analysis import SyntheticStudy, analyse
 from ftscale.laws.critical import critical_data_size
 from ftscale.laws.forms import MultiplicativeLaw
-from ftscale.report._synthetic import SyntheticStudy
 from ftscale.report.advise import advise
-from ftscale.report.analysis import analyse
 from ftscale.report.html import write_report
 from ftscale.report.tables import table4, table_heldout_breakdown
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, run_cli
+from ftscale.analysis import SyntheticStudy
 from ftscale.errors import UserError
 from ftscale.report import html as report_html
-from ftscale.report._synthetic import SyntheticStudy
 
 OLD_REPORT = {"report.html": "<p>old report</p>", "report.md": "old report", "analysis.json": "{}"}
 
@@ -69,7 +69,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int, when) -> None:
 
 
 def _report(study: Path, out: Path) -> None:
-    from ftscale.report.cli import report
+    from ftscale.cli.report import report
 
     report(
         study, out=out, bootstrap=0, seed=0, x=None, d=None, y=None, method=None, factor=None, max_models=None
@@ -96,7 +96,7 @@ def test_out_below_a_file_is_one_line_before_the_analysis(tmp_path: Path) -> Non
 def test_read_only_out_is_refused_before_the_analysis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ftscale.report.analysis as analysis  # the report command imports these when it runs
+    import ftscale.analysis as analysis  # the report command imports these from here when it runs
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the analysis ran before the output directory was checked")
@@ -166,7 +166,7 @@ def test_full_disk_through_the_cli_is_one_line(tmp_path: Path) -> None:
         """
         import errno, os, sys
         from pathlib import Path
-        import ftscale.report.analysis as report_analysis
+        import ftscale.analysis as report_analysis
         from ftscale.report import html as report_html
 
         class Stub:

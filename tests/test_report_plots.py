@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ftscale.analysis import FACTOR_BY_NAME, MethodTruth, SyntheticStudy, analyse
 from ftscale.report import plots
-from ftscale.report._synthetic import MethodTruth, SyntheticStudy
-from ftscale.report.analysis import FACTOR_BY_NAME, analyse
 from ftscale.report.html import build_sections, write_report
 
 # Same exponents, same E, LoRA's A larger: LoRA's loss is a constant factor above FMT's, so they never cross.

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
+from ftscale import paper
+from ftscale.analysis import SyntheticStudy
 from ftscale.errors import DataError
-from ftscale.report import paper, reproduction
-from ftscale.report._synthetic import SyntheticStudy
+from ftscale.report import reproduction
 from ftscale.report.reproduction import (
     check_blocks,
     compare_text,
@@ -134,6 +136,31 @@ def test_main_reports_user_errors_in_one_line(tmp_path, capsys):
     assert reproduction.main([str(tmp_path), "--doc", str(doc)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ftscale_reproduce_is_the_same_generator(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ftscale.cli import app
+
+    doc = tmp_path / "doc.md"
+    doc.write_text(SAMPLE)
+    generated = reproduction.Regeneration(blocks={"beta": "β = 0.0811\n"}, seconds={"x": 1.0})
+    monkeypatch.setattr(reproduction, "regenerate", lambda results_dir, plots_dir=None: generated)
+    runner = CliRunner()
+    checked = runner.invoke(app, ["reproduce", str(tmp_path), "--doc", str(doc), "--check"])
+    assert checked.exit_code == 1 and "differs: beta" in checked.output
+    written = runner.invoke(app, ["reproduce", str(tmp_path), "--doc", str(doc)])
+    assert written.exit_code == 0 and parse_blocks(doc.read_text())["beta"] == "β = 0.0811\n"
+    assert runner.invoke(app, ["reproduce", str(tmp_path), "--doc", str(doc), "--check"]).exit_code == 0
+
+
+def test_ftscale_reproduce_user_errors_are_one_line_exit_2(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text(SAMPLE)
+    done = run_cli("reproduce", str(tmp_path), "--doc", str(doc))
+    assert done.returncode == 2 and "manifest.json" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_unreadable_results_dir_manifest_or_doc_is_a_one_line_error(tmp_path, capsys):
@@ -375,7 +402,7 @@ def test_committed_reproduction_doc_matches_committed_results():
     differ = check_blocks(DOC.read_text(encoding="utf-8"), result.blocks, str(DOC))
     assert not differ, (
         f"docs/REPRODUCTION.md drifted from the results ({differ}); "
-        "regenerate: python -m ftscale.report.reproduction docs/reproduction --doc docs/REPRODUCTION.md"
+        "regenerate: ftscale reproduce docs/reproduction --doc docs/REPRODUCTION.md"
     )
 
 

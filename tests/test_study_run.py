@@ -264,7 +264,7 @@ def test_process_pool_survives_a_dead_worker(tmp_path: Path, monkeypatch: pytest
 
 def test_results_export_is_the_report_contract(tmp_path: Path) -> None:
     """The default export has one row per finetuning run in the report's columns, and the report reads it."""
-    from ftscale.report.analysis import load_results
+    from ftscale.analysis import load_results
     from ftscale.study.results import export_results, results_table
 
     run_study(spec(), tmp_path / "s", fake_job, progress=False)

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ftscale.data.types import EncodedExample
 from ftscale.errors import UserError
-from ftscale.finetune._batches import Batch, bucketed_batches, target_nll_sum
+from ftscale.finetune.batches import Batch, bucketed_batches, target_nll_sum
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

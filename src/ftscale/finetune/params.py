@@ -5,10 +5,9 @@ carries one (as JSON in its params, validated back into the model on the job sid
 :class:`~ftscale.finetune.methods.MethodConfig` and :class:`~ftscale.finetune.train.FinetuneConfig` fill whatever a
 caller leaves unset from them. Light on purpose (pydantic only): loading a spec never imports torch.
 
-Defaults follow the paper (Zhang et al. 2024, §3 and Appendix A): learning rates 1e-3 (FMT), 3e-1 (prompt),
-1e-2 (LoRA); 100 virtual tokens; LoRA rank 4; at most 100 epochs with early stopping on the dev loss. The batch
-is 16 for every method (the paper: 128 for FMT), and a run stops at 1,000 steps (the paper: 200K), to fit CPU
-budgets; the presets under ``configs/`` set their own values.
+Defaults follow the paper (:mod:`ftscale.paper`): its learning rates, 100 virtual tokens, LoRA rank 4, at most 100
+epochs with early stopping on the dev loss. The batch is 16 for every method (the paper: 128 for FMT), and a run
+stops at 1,000 steps (the paper: 200K), to fit CPU budgets; the presets under ``configs/`` set their own values.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ftscale import paper
 
 Method = Literal["fmt", "prompt", "lora"]
 METHODS: tuple[Method, ...] = ("fmt", "prompt", "lora")
@@ -33,7 +34,7 @@ class MethodParams(BaseModel):
     lr: PositiveFloat
     batch_size: PositiveInt = 16
     max_steps: PositiveInt = 1000
-    max_epochs: PositiveInt = 100
+    max_epochs: PositiveInt = paper.MAX_EPOCHS
     eval_every: PositiveInt = 50
     patience: PositiveInt = 5
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
@@ -41,19 +42,19 @@ class MethodParams(BaseModel):
 
 class FmtParams(MethodParams):
     method: ClassVar[Method] = "fmt"
-    lr: PositiveFloat = 1e-3
+    lr: PositiveFloat = paper.LEARNING_RATES["fmt"]
 
 
 class PromptParams(MethodParams):
     method: ClassVar[Method] = "prompt"
-    lr: PositiveFloat = 3e-1
-    prompt_length: PositiveInt = 100
+    lr: PositiveFloat = paper.LEARNING_RATES["prompt"]
+    prompt_length: PositiveInt = paper.DEFAULT_PET_SIZE["prompt"]
 
 
 class LoraParams(MethodParams):
     method: ClassVar[Method] = "lora"
-    lr: PositiveFloat = 1e-2
-    lora_rank: PositiveInt = 4
+    lr: PositiveFloat = paper.LEARNING_RATES["lora"]
+    lora_rank: PositiveInt = paper.DEFAULT_PET_SIZE["lora"]
     lora_alpha: PositiveFloat | None = None  # None: MethodConfig's fixed alpha
     lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 

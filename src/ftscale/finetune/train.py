@@ -19,7 +19,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ftscale.data.types import EncodedExample
 from ftscale.errors import DataError
-from ftscale.finetune._batches import bucketed_batches, contiguous_head_input, target_nll_sum
+from ftscale.finetune.batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
 from ftscale.finetune.params import MethodParams, default_of

@@ -36,15 +36,17 @@ def is_joint_law(law: Any) -> bool:
     return int(getattr(law, "n_inputs", 1)) == 2
 
 
-def predict_at(law: Any, x: float | None, d: np.ndarray) -> np.ndarray:
-    """The law's loss at finetuning data sizes ``d`` with the other factor fixed at ``x`` (ignored when single)."""
+def predict_at(law: Any, x: float | np.ndarray | None, d: np.ndarray) -> np.ndarray:
+    """The law's loss at finetuning data sizes ``d`` with the other factor at ``x`` (one value, or one per
+    point of ``d``); a single-factor law ignores ``x``. The one "predict along D_f" helper of the package."""
     d = np.asarray(d, dtype=float)
     if is_joint_law(law):
         if x is None:
             raise FitError(
                 f"{type(law).__name__} is a joint law: give the other factor's value x to compare it along D_f"
             )
-        return np.asarray(law.predict(np.column_stack([np.full_like(d, float(x)), d])), dtype=float)
+        x_col = np.broadcast_to(np.asarray(x, dtype=float), d.shape)
+        return np.asarray(law.predict(np.column_stack([x_col, d])), dtype=float)
     return np.asarray(law.predict(d), dtype=float)
 
 

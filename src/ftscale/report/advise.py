@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ftscale.analysis import METHOD_LABELS, Analysis
 from ftscale.errors import UserError
-from ftscale.report import _laws
-from ftscale.report.analysis import METHOD_LABELS, Analysis
+from ftscale.laws.critical import predict_at
 from ftscale.report.tables import fmt_number
 
 
@@ -85,7 +85,7 @@ def _model_names(analysis: Analysis, task: str) -> dict[str, float]:
 def _ci(laws: list, x: float, d: float) -> tuple[float, float]:
     if len(laws) < 2:
         return math.nan, math.nan
-    values = np.array([_laws.predict(law, x, np.array([d]))[0] for law in laws])
+    values = np.array([predict_at(law, x, np.array([d]))[0] for law in laws])
     values = values[np.isfinite(values)]
     if values.size < 2:
         return math.nan, math.nan
@@ -143,7 +143,7 @@ def advise(
             )
         for name in wanted:
             x = names[name]
-            loss = float(_laws.predict(law, x, np.array([d]))[0])
+            loss = float(predict_at(law, x, np.array([d]))[0])
             low, high = _ci(analysis.bootstrap_laws.get((task, method, "model_size"), []), x, d)
             options.append(Option(method, name, x, loss, low, high, outside))
     if not options:

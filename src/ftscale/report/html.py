@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ftscale.analysis import FACTOR_BY_NAME, Analysis
 from ftscale.errors import UserError
 from ftscale.report import plots, tables
-from ftscale.report.analysis import FACTOR_BY_NAME, Analysis
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1180px;color:#222;

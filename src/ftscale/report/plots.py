@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from ftscale.report import _laws
-from ftscale.report.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
+from ftscale.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
+from ftscale.laws.critical import predict_at
 
 
 def _grid(n: int, width: float = 4.0, height: float = 3.2) -> tuple[Figure, np.ndarray]:
@@ -46,7 +46,7 @@ def loss_vs_data(analysis: Analysis, task: str, factor: str) -> Figure | None:
             )
             ax.plot(held["d"], held["loss"], "^", ms=6, color=color, markeredgecolor="black")
             if law is not None:
-                ax.plot(d_line, _laws.predict(law, float(x), d_line), "-", lw=1, color=color)
+                ax.plot(d_line, predict_at(law, float(x), d_line), "-", lw=1, color=color)
         row = analysis.fits[
             (analysis.fits["task"] == task)
             & (analysis.fits["method"] == method)
@@ -182,7 +182,7 @@ def single_factor(analysis: Analysis, task: str) -> Figure | None:
             law = analysis.single_laws.get((task, method, row.model_size))
             if law is not None:
                 d_line = np.geomspace(pts["d"].min(), pts["d"].max(), 50)
-                ax.plot(d_line, _laws.predict(law, None, d_line), "-", lw=1, color=line.get_color())
+                ax.plot(d_line, predict_at(law, None, d_line), "-", lw=1, color=line.get_color())
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_title(METHOD_LABELS.get(method, method), fontsize=9)

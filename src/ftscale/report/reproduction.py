@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ftscale.errors import DataError, UserError
-from ftscale.report import paper, tables
-from ftscale.report.analysis import (
+from ftscale import paper
+from ftscale.analysis import (
     FACTOR_BY_NAME,
     METHOD_LABELS,
     Analysis,
@@ -41,6 +40,8 @@ from ftscale.report.analysis import (
     analyse,
     load_results,
 )
+from ftscale.errors import DataError, UserError
+from ftscale.report import tables
 
 MANIFEST_NAME = "manifest.json"
 # Bootstrap resamples per task: about 40 s for a whole analysis of a small-preset study (5 sizes, 5 pretraining
@@ -621,7 +622,54 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     return out
 
 
+def reproduce(results_dir: Path, doc: Path, check: bool = False, plots: Path | None = None) -> int:
+    """Regenerate the generated blocks of ``doc`` from the results in ``results_dir`` (and the figures into
+    ``plots``), or with ``check`` compare them and return 1 on differences. Problems raise ``UserError``."""
+    if not doc.is_file():
+        raise UserError(f"{doc}: document not found; pass --doc with the write-up's path")
+    try:
+        text = doc.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{doc}: cannot read the document ({exc}); pass a UTF-8 Markdown file") from None
+    parse_blocks(text, str(doc))  # marker mistakes surface before minutes of fitting
+    result = regenerate(results_dir, plots)
+    for key, seconds in result.seconds.items():
+        print(f"{key}: analysed and rendered in {seconds:.1f} s")
+    if result.missing_files:
+        print(f"no results yet (blocks left as they are): {', '.join(result.missing_files)}")
+    if check:
+        differ = check_blocks(text, result.blocks, str(doc))
+        for name, reason in differ.items():
+            print(f"differs: {name}: {reason}")
+        if differ:
+            print(f"{len(differ)} block(s) of {doc} differ from the results; rerun without --check to update")
+            return 1
+        if not result.blocks:
+            print(f"{doc}: no results committed yet, nothing to check")
+            return 0
+        print(f"{doc}: {len(result.blocks)} generated block(s) match the results")
+        return 0
+    new_text, untouched, missing = rewrite_blocks(text, result.blocks, str(doc))
+    if new_text != text:
+        doc.write_text(new_text, encoding="utf-8")
+    notes = []
+    if untouched:
+        notes.append(f"not regenerated: {', '.join(untouched)}")
+    if missing:
+        notes.append(f"generated but without a place in the doc: {', '.join(missing)}")
+    print(
+        f"{doc}: {len(result.blocks) - len(missing)} block(s) written"
+        + (f"; {'; '.join(notes)}" if notes else "")
+    )
+    for path in result.figures:
+        print(f"figure: {path}")
+    for note in result.notes:
+        print(note)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ftscale.report.reproduction``: the same as ``ftscale reproduce``."""
     parser = argparse.ArgumentParser(
         prog="python -m ftscale.report.reproduction",
         description="Regenerate (or --check) the generated blocks of the reproduction write-up.",
@@ -634,54 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, default=None, help="also write key figures as PNGs here")
     args = parser.parse_args(argv)
     try:
-        if not args.doc.is_file():
-            raise UserError(f"{args.doc}: document not found; pass --doc with the write-up's path")
-        try:
-            text = args.doc.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(
-                f"{args.doc}: cannot read the document ({exc}); pass a UTF-8 Markdown file"
-            ) from None
-        parse_blocks(text, str(args.doc))  # marker mistakes surface before minutes of fitting
-        result = regenerate(args.results_dir, args.plots)
+        return reproduce(args.results_dir, args.doc, args.check, args.plots)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    for key, seconds in result.seconds.items():
-        print(f"{key}: analysed and rendered in {seconds:.1f} s")
-    if result.missing_files:
-        print(f"no results yet (blocks left as they are): {', '.join(result.missing_files)}")
-    if args.check:
-        differ = check_blocks(text, result.blocks, str(args.doc))
-        for name, reason in differ.items():
-            print(f"differs: {name}: {reason}")
-        if differ:
-            print(
-                f"{len(differ)} block(s) of {args.doc} differ from the results; rerun without --check to update"
-            )
-            return 1
-        if not result.blocks:
-            print(f"{args.doc}: no results committed yet, nothing to check")
-            return 0
-        print(f"{args.doc}: {len(result.blocks)} generated block(s) match the results")
-        return 0
-    new_text, untouched, missing = rewrite_blocks(text, result.blocks, str(args.doc))
-    if new_text != text:
-        args.doc.write_text(new_text, encoding="utf-8")
-    notes = []
-    if untouched:
-        notes.append(f"not regenerated: {', '.join(untouched)}")
-    if missing:
-        notes.append(f"generated but without a place in the doc: {', '.join(missing)}")
-    print(
-        f"{args.doc}: {len(result.blocks) - len(missing)} block(s) written"
-        + (f"; {'; '.join(notes)}" if notes else "")
-    )
-    for path in result.figures:
-        print(f"figure: {path}")
-    for note in result.notes:
-        print(note)
-    return 0
 
 
 if __name__ == "__main__":

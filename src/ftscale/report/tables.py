@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ftscale.report.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
+from ftscale.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
 
 
 def fmt_number(value: float, digits: int = 3) -> str:

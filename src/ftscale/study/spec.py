@@ -27,7 +27,7 @@ PET_FACTOR_OF_METHOD = {"prompt": "prompt_length", "lora": "lora_rank"}
 TASK_NAME_PATTERN = r"^[a-z][a-z0-9_\-]*(/[a-z0-9_\-]+)?$"
 DIRECTION_PATTERN = r"^[a-z]{2,3}-[a-z]{2,3}$"
 # A held-out set must leave this many values of every grid axis to fit: the report's two-stage fit needs cells
-# over at least two values of X and of D_f (``ftscale.report.analysis`` imports it from here).
+# over at least two values of X and of D_f (``ftscale.analysis.cells`` imports it from here).
 MIN_FIT_VALUES = 2
 
 

@@ -12,14 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-# Paper grids (Table 1b): non-embedding parameters, tokens, PET sizes, finetuning examples.
-PAPER_MODEL_PARAMS = {"1B": 1e9, "2B": 2e9, "4B": 4e9, "8B": 8e9, "16B": 16e9}
-PAPER_PRETRAIN_TOKENS = (84e9, 126e9, 167e9, 209e9, 283e9)
-PAPER_PROMPT_LENGTHS = (50, 100, 150, 200, 300, 400, 600)
-PAPER_LORA_RANKS = (4, 8, 16, 32, 48, 64, 128)
-PAPER_PET_EXAMPLES = (8e3, 1e4, 2e4, 3e4, 4e4, 5e4, 6e4, 7e4, 8e4, 9e4, 1e5)
-PAPER_FMT_EXAMPLES = (1e5, 5e5, 1e6, 1.5e6, 2e6, 2.5e6, 3e6, 3.5e6, 4e6, 4.5e6)
-DEFAULT_PET_SIZE = {"prompt": 100, "lora": 4}
+from ftscale import paper
 
 
 @dataclass(frozen=True)
@@ -35,20 +28,25 @@ class MethodTruth:
     zero_shot_bleu: float = 10.0  # mean zero-shot score, for the generalisation finding
 
 
-# WMT En-De column of the paper's Table 4 (A_p, A_t derived for consistency at the base run).
+# WMT En-De column of the paper's Table 4 (A_p, A_t derived for consistency at the base run); the zero-shot
+# scores are this generator's own.
+_ZERO_SHOT_BLEU = {"fmt": 6.0, "prompt": 11.0, "lora": 12.0}
 PAPER_EN_DE: dict[str, MethodTruth] = {
-    "fmt": MethodTruth(A_m=1.2e5, alpha_m=0.52, alpha_p=0.21, beta=0.15, E=0.75, zero_shot_bleu=6.0),
-    "prompt": MethodTruth(
-        A_m=3.9e3, alpha_m=0.40, alpha_p=0.21, beta=0.051, E=0.62, alpha_t=0.0027, zero_shot_bleu=11.0
-    ),
-    "lora": MethodTruth(
-        A_m=2.1e3, alpha_m=0.36, alpha_p=0.18, beta=0.081, E=0.62, alpha_t=-0.0017, zero_shot_bleu=12.0
-    ),
+    method: MethodTruth(
+        A_m=column["A_m"],
+        alpha_m=column["alpha_m"],
+        alpha_p=column["alpha_p"],
+        beta=column["beta"],
+        E=column["E"],
+        alpha_t=column["alpha_t"] or 0.0,
+        zero_shot_bleu=_ZERO_SHOT_BLEU[method],
+    )
+    for method, column in paper.TABLE4["en-de"].items()
 }
 
 
 def truth_at_scale(
-    truth: dict[str, MethodTruth], x_base: float, paper_x_base: float = PAPER_MODEL_PARAMS["1B"]
+    truth: dict[str, MethodTruth], x_base: float, paper_x_base: float = paper.MODEL_PARAMS["1B"]
 ) -> dict[str, MethodTruth]:
     """The same laws moved to another model scale: A_m rescaled so the base model keeps the paper's loss.
 
@@ -68,16 +66,16 @@ class SyntheticStudy:
 
     truth: dict[str, MethodTruth] = field(default_factory=lambda: dict(PAPER_EN_DE))
     task: str = "wmt14-en-de"
-    model_params: dict[str, float] = field(default_factory=lambda: dict(PAPER_MODEL_PARAMS))
-    pretrain_tokens: tuple[float, ...] = PAPER_PRETRAIN_TOKENS
+    model_params: dict[str, float] = field(default_factory=lambda: dict(paper.MODEL_PARAMS))
+    pretrain_tokens: tuple[float, ...] = paper.PRETRAIN_TOKENS
     pet_sizes: dict[str, tuple[int, ...]] = field(
-        default_factory=lambda: {"prompt": PAPER_PROMPT_LENGTHS, "lora": PAPER_LORA_RANKS}
+        default_factory=lambda: {"prompt": paper.PROMPT_LENGTHS, "lora": paper.LORA_RANKS}
     )
     examples: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {
-            "fmt": PAPER_FMT_EXAMPLES,
-            "prompt": PAPER_PET_EXAMPLES,
-            "lora": PAPER_PET_EXAMPLES,
+            "fmt": paper.FMT_EXAMPLES,
+            "prompt": paper.PET_EXAMPLES,
+            "lora": paper.PET_EXAMPLES,
         }
     )
     seeds: int = 3
@@ -103,7 +101,7 @@ class SyntheticStudy:
         }
         if method in self.pet_sizes:
             out["pet_size"] = {
-                "A": reducible_base * DEFAULT_PET_SIZE[method] ** t.alpha_t,
+                "A": reducible_base * paper.DEFAULT_PET_SIZE[method] ** t.alpha_t,
                 "alpha": t.alpha_t,
                 "beta": t.beta,
                 "E": t.E,
@@ -111,14 +109,14 @@ class SyntheticStudy:
         return out
 
     def results(self, seed: int = 0) -> pd.DataFrame:
-        """One row per run in the results-table schema (see ``ftscale.report.analysis``)."""
+        """One row per run in the results-table schema (see ``ftscale.analysis.cells``)."""
         rng = np.random.default_rng(seed)
         runs: dict[tuple, dict] = {}
         full_tokens = max(self.pretrain_tokens)
         for method in self.truth:
             params = self.factor_params(method)
             t = self.truth[method]
-            default_pet = DEFAULT_PET_SIZE.get(method, np.nan)
+            default_pet = paper.DEFAULT_PET_SIZE.get(method, np.nan)
             settings: list[tuple[str, str, float, float]] = []  # factor, model, tokens, pet
             settings += [("model_size", name, full_tokens, default_pet) for name in self.model_params]
             settings += [

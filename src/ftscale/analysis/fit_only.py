@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftscale.analysis.fits import crossings, fit_errors, fit_single
 from ftscale.errors import DataError, FitError
 from ftscale.laws.forms import LAW_FORMS
 from ftscale.laws.io import CSV_OPTIONS
-from ftscale.report import _laws
 
 
 def load_points(
@@ -123,8 +123,8 @@ def analyse_points(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     law = LAW_FORMS[form]().fit(fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
-                e = _laws.fit_errors(law, fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
-                h = _laws.fit_errors(law, held[["x", "d"]].to_numpy(float), held["loss"].to_numpy(float))
+                e = fit_errors(law, fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
+                h = fit_errors(law, held[["x", "d"]].to_numpy(float), held["loss"].to_numpy(float))
                 joint_rows.append(
                     {
                         "group": group,
@@ -144,11 +144,11 @@ def analyse_points(
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        law = _laws.fit_single(form, pts["d"].to_numpy(), pts["loss"].to_numpy())
+                        law = fit_single(form, pts["d"].to_numpy(), pts["loss"].to_numpy())
                 except FitError as exc:
                     notes.append(f"{model} {form}: {exc}")
                     continue
-                err = _laws.fit_errors(law, pts["d"].to_numpy(float), pts["loss"].to_numpy(float))
+                err = fit_errors(law, pts["d"].to_numpy(float), pts["loss"].to_numpy(float))
                 single_rows.append(
                     {
                         "group": group,
@@ -164,7 +164,7 @@ def analyse_points(
                     laws[model] = (law, float(pts["d"].min()), float(pts["d"].max()))
         for a, b in itertools.combinations(laws, 2):
             (law_a, lo_a, hi_a), (law_b, lo_b, hi_b) = laws[a], laws[b]
-            cp = _laws.crossings(law_a, law_b, None, min(lo_a, lo_b), max(hi_a, hi_b), (a, b))
+            cp = crossings(law_a, law_b, None, min(lo_a, lo_b), max(hi_a, hi_b), (a, b))
             cross_rows.append(
                 {
                     "group": group,

@@ -1,4 +1,5 @@
-"""CLI commands of the report layer (``report``, ``advise``, ``fit``) as typer functions for the main app.
+"""CLI commands of the analysis and report layers (``report``, ``advise``, ``fit``, ``reproduce``) as typer
+functions for the main app.
 
 Register them with ``app.command("report")(report)`` etc.; every user mistake raises a ``UserError`` that the
 main entry point prints as one line.
@@ -27,9 +28,9 @@ def _fit_only(
     max_models: int | None,
     method: str | None = None,
 ) -> None:
+    from ftscale.analysis import analyse_points, load_points
     from ftscale.errors import UserError
     from ftscale.report import tables
-    from ftscale.report._fitonly import analyse_points, load_points
 
     if x is None:
         raise UserError("fit-only mode needs --x COLUMN (the other factor, e.g. model size)")
@@ -77,7 +78,7 @@ def report(
     ),
 ) -> None:
     """Analyse a study and write a self-contained HTML report (or a fit-only analysis of any CSV)."""
-    from ftscale.report.analysis import analyse, load_results
+    from ftscale.analysis import analyse, load_results
 
     if _fit_only_requested(x, y, d):
         _fit_only(study, x, y, d, factor, max_models, method)
@@ -104,9 +105,9 @@ def advise(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI."""
+    from ftscale.analysis import analyse, load_results
     from ftscale.report.advise import advise as make_advice
     from ftscale.report.advise import check_examples
-    from ftscale.report.analysis import analyse, load_results
 
     check_examples(examples)  # before the analysis, which can take minutes
     analysis = analyse(
@@ -123,8 +124,8 @@ def fit_study(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fit the joint laws of a study and print Table 4, held-out errors, critical sizes and findings."""
+    from ftscale.analysis import analyse, load_results
     from ftscale.report import tables
-    from ftscale.report.analysis import analyse, load_results
 
     analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     for task in analysis.tasks:
@@ -143,3 +144,17 @@ def print_findings(analysis) -> None:
         color = colors.get(f.verdict, "white")
         console.print(f"[{color}]{f.verdict:>11}[/] {f.task} {f.scope}: {f.statement} — ", end="")
         console.print(f.detail, markup=False)
+
+
+def reproduce(
+    results_dir: Path = typer.Argument(..., help="Directory holding manifest.json and the results CSVs."),
+    doc: Path = typer.Option(..., "--doc", help="Markdown document with generated blocks."),
+    check: bool = typer.Option(False, "--check", help="Compare instead of writing; exit 1 on differences."),
+    plots: Path | None = typer.Option(None, "--plots", help="Also write key figures as PNGs here."),
+) -> None:
+    """Regenerate (or --check) the generated blocks of a reproduction write-up from committed results."""
+    from ftscale.report.reproduction import reproduce as run_reproduction
+
+    code = run_reproduction(results_dir, doc, check=check, plots=plots)
+    if code:
+        raise typer.Exit(code)

@@ -1,6 +1,7 @@
-"""The paper's published numbers as data (Zhang et al., ICLR 2024): Tables 4, 2/6, 5 and 7, for side-by-side reports.
+"""The paper's published numbers as data (Zhang et al., ICLR 2024): the one place they live.
 
-Values are copied from the paper's tables as printed (rounded). Keys follow the analysis: tasks ``en-de`` (WMT14
+The grids of Table 1b, Tables 4, 2/6, 5 and 7, for side-by-side reports, the synthetic studies drawn from the
+paper's laws, and the points demo. Values are copied from the paper's tables as printed (rounded). Keys follow the analysis: tasks ``en-de`` (WMT14
 En-De), ``en-zh`` (WMT19 En-Zh), ``sum`` (MLSum); methods ``fmt``, ``prompt``, ``lora``; factors ``model_size``,
 ``pretrain_tokens``, ``pet_size`` (prompt length for Prompt, LoRA rank for LoRA). ``None`` marks a cell the paper
 leaves empty (FMT has no PET size). The paper has no annealed-checkpoint factor.
@@ -17,6 +18,24 @@ TASK_METRIC = {"en-de": "BLEURT", "en-zh": "BLEURT", "sum": "RougeL"}
 PAPER_METHODS = ("fmt", "prompt", "lora")
 PAPER_FACTORS = ("model_size", "pretrain_tokens", "pet_size")
 PAIRS = ("FMT vs Prompt", "FMT vs LoRA", "Prompt vs LoRA")
+
+# ----- Table 1b: the grids (non-embedding parameters, pretraining tokens, PET sizes, finetuning examples) ---------
+
+MODEL_PARAMS = {"1B": 1e9, "2B": 2e9, "4B": 4e9, "8B": 8e9, "16B": 16e9}
+PRETRAIN_TOKENS = (84e9, 126e9, 167e9, 209e9, 283e9)
+PROMPT_LENGTHS = (50, 100, 150, 200, 300, 400, 600)
+LORA_RANKS = (4, 8, 16, 32, 48, 64, 128)
+PET_EXAMPLES = (8e3, 1e4, 2e4, 3e4, 4e4, 5e4, 6e4, 7e4, 8e4, 9e4, 1e5)
+FMT_EXAMPLES = (1e5, 5e5, 1e6, 1.5e6, 2e6, 2.5e6, 3e6, 3.5e6, 4e6, 4.5e6)
+FT_EXAMPLES = {"fmt": FMT_EXAMPLES, "prompt": PET_EXAMPLES, "lora": PET_EXAMPLES}
+# The PET size of runs along the other factors (prompt length 100, LoRA rank 4).
+DEFAULT_PET_SIZE = {"prompt": 100, "lora": 4}
+
+# ----- Appendix: finetuning optimisation (Adafactor, cosine schedule, best checkpoint by dev PPL) ---------------------
+
+LEARNING_RATES = {"fmt": 1e-3, "prompt": 3e-1, "lora": 1e-2}
+BATCH_SIZES = {"fmt": 128, "prompt": 16, "lora": 16}
+MAX_EPOCHS = 100  # or 200K steps (300K for WMT19 En-Zh FMT), whichever comes first
 
 # ----- Table 4 (§4.1): L = A·X^-α·D_f^-β + E; E and β shared across factors of a task-method column ------------
 
