@@ -20,9 +20,9 @@ import yaml
 
 from conftest import REPO_ROOT, cli_env
 from ftscale.errors import EXIT_INTERRUPTED, EXIT_JOBS_FAILED, EXIT_USAGE, UserError
+from ftscale.study.driver import run_study
 from ftscale.study.executors import live_workers, wait_for_workers
 from ftscale.study.plan import build_plan, job_dir_name
-from ftscale.study.run import run_study
 from ftscale.study.spec import parse_spec
 from ftscale.study.store import Store
 from test_study_fakes import fake_job

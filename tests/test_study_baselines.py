@@ -14,9 +14,9 @@ import pytest
 
 from conftest import REPO_ROOT, cli_env
 from ftscale.study import plan as plan_module
+from ftscale.study.driver import run_study
 from ftscale.study.plan import build_plan
 from ftscale.study.results import baseline_table, export_results, results_table
-from ftscale.study.run import run_study
 from ftscale.study.spec import parse_spec, spec_to_yaml
 from ftscale.study.store import Store
 from test_study_fakes import LOG_ENV, fake_job

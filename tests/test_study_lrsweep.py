@@ -15,10 +15,10 @@ import yaml
 from conftest import cli_env
 from ftscale.errors import UserError
 from ftscale.study import lrsweep
+from ftscale.study.driver import run_study
+from ftscale.study.jobs import run_job
 from ftscale.study.lrsweep import plan_sweep, run_sweep, summarise
 from ftscale.study.results import results_table
-from ftscale.study.run import run_study
-from ftscale.study.runner import run_job
 from ftscale.study.spec import parse_spec
 
 SPEC = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
+from ftscale.data.corpus import balanced, pretraining_texts
 from ftscale.study.plan import build_plan
-from ftscale.study.runner import _balanced, pretraining_texts
 from ftscale.study.spec import load_spec, parse_spec
 from test_study_spec import BASE
 
@@ -79,7 +79,7 @@ def test_generation_seeds_limits_generation_and_keeps_other_ids() -> None:
 
 def test_balanced_mix_takes_the_language_with_fewest_characters() -> None:
     docs = {"de": ["a" * 100, "b" * 100], "en": ["x" * 10] * 30}
-    tagged = list(_balanced(docs))
+    tagged = list(balanced(docs))
     assert {name for name, _ in tagged} == {"de", "en"}
     out = [doc for _, doc in tagged]
     assert sorted(out) == sorted(docs["de"] + docs["en"])
@@ -111,8 +111,8 @@ def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) ->
 
 
 def test_pretraining_mix_counts_what_the_run_reads() -> None:
+    from ftscale.data.corpus import pretraining_mix
     from ftscale.data.tokenizer import train_tokenizer
-    from ftscale.study.runner import pretraining_mix
 
     task = {"name": "synthetic-en-de", "options": {"n_train": 200, "pretraining_tokens": 60_000}}
     texts = list(itertools.islice(pretraining_texts(task, None), 200))

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, cli_env
-from ftscale.study.run import run_study
+from ftscale.study.driver import run_study
 from ftscale.study.spec import parse_spec
 from ftscale.study.store import Store
 from test_study_fakes import fake_job

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO_ROOT, cli_env
 from ftscale.errors import UserError
+from ftscale.study.driver import run_study
 from ftscale.study.plan import build_plan
-from ftscale.study.run import run_study
 from ftscale.study.spec import parse_spec
 from ftscale.study.store import Store
 from test_study_fakes import crash_once_job, expected_metrics, failing_job, fake_job

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ftscale.study import runner
+from ftscale.study import jobs
+from ftscale.study.driver import run_study
 from ftscale.study.executors import JobContext
+from ftscale.study.jobs import run_job
 from ftscale.study.plan import build_plan
 from ftscale.study.results import baseline_table, results_table
-from ftscale.study.run import run_study
-from ftscale.study.runner import run_job
 from ftscale.study.spec import parse_spec
 
 MICRO = {
@@ -163,13 +163,13 @@ def test_baseline_and_finetuning_run_score_identical_prompts(
         if job.kind == "finetune" and job.params["base"] == baseline.params["base"] and job.axes["seed"] == 0
     )
     seen = {}
-    evaluate = runner._evaluate
+    evaluate = jobs.evaluate_metrics
 
     def spy(model, tokenizer, sets, evaluation):
         seen[kind] = sets
         return evaluate(model, tokenizer, sets, evaluation)
 
-    monkeypatch.setattr(runner, "_evaluate", spy)
+    monkeypatch.setattr(jobs, "evaluate_metrics", spy)
     jobs_dir = micro_study / "jobs"
     for job in (baseline, run):
         kind = job.kind
@@ -190,3 +190,33 @@ def test_baseline_and_finetuning_run_score_identical_prompts(
     assert a.zero_shot == b.zero_shot and a.few_shot == b.few_shot and a.few_shot[1][0]
     # and the shots are real: they differ from the zero-shot prompt of the same test example
     assert a.few_shot[1][0][0] != a.test[0].prompt_ids
+
+
+def test_a_finetuning_job_reports_its_progress(micro_study: Path) -> None:
+    """Training jobs report the fraction of their step budget through ``JobContext.report_progress`` (the driver
+    shows it for a job that runs in its own process)."""
+    from ftscale.study.executors import set_progress_hook
+
+    plan = build_plan(parse_spec(MICRO, "micro.yaml"))
+    job = next(job for job in plan.jobs if job.kind == "finetune")
+    jobs_dir = micro_study / "jobs"
+    ctx = JobContext(
+        job_id=job.id,
+        kind=job.kind,
+        params=job.params,
+        axes=job.axes,
+        study_dir=micro_study,
+        work_dir=micro_study / "scratch-progress",
+        dep_dirs={dep: jobs_dir / f"{plan.by_id[dep].kind}-{dep[:16]}" for dep in job.deps},
+        device="cpu",
+    )
+    reports: list[tuple[str, float, str]] = []
+    set_progress_hook(lambda job_id, fraction, message: reports.append((job_id, fraction, message)))
+    try:
+        metrics = run_job(ctx)
+    finally:
+        set_progress_hook(None)
+    fractions = [fraction for _, fraction, _ in reports]
+    assert reports and all(job_id == job.id for job_id, _, _ in reports)
+    assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] <= 1.0
+    assert len(reports) == metrics["steps_run"] and reports[-1][2].startswith(f"step {metrics['steps_run']}/")

@@ -100,7 +100,7 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool, retry_fa
     from ftscale.analysis import analyse, load_results
     from ftscale.report import tables
     from ftscale.report.html import write_report
-    from ftscale.study.run import resolve_job_function, run_study
+    from ftscale.study.driver import resolve_job_function, run_study
     from ftscale.study.spec import load_spec, resolve_spec_path
 
     if workers < 1:

@@ -49,7 +49,7 @@ def run_command(
     ),
 ) -> None:
     """Run every job of STUDY.yaml that is not done yet in DIR (resumes after a crash)."""
-    from ftscale.study.run import resolve_job_function, run_study
+    from ftscale.study.driver import resolve_job_function, run_study
     from ftscale.study.spec import load_spec, resolve_spec_path
 
     spec = load_spec(spec_path)
@@ -118,7 +118,8 @@ def plan_command(
 
     spec = load_spec(spec_path)
     if data:
-        from ftscale.study.runner import preflight, task_data
+        from ftscale.data.corpus import task_data
+        from ftscale.study.jobs import preflight
 
         preflight(spec)  # the same checks as 'study run': missing files, unknown zero-shot directions
         splits = task_data(spec.task.model_dump(mode="json"))
@@ -197,7 +198,7 @@ def reset_command(
 ) -> None:
     """Invalidate jobs: each named job and every job that depends on it becomes pending, its results are
     forgotten and its directory deleted; the next 'study run' recomputes them. Refused while a run is active."""
-    from ftscale.study.run import reset_jobs
+    from ftscale.study.driver import reset_jobs
 
     reset = reset_jobs(study_dir, jobs)
     for row in reset:
@@ -212,8 +213,9 @@ def mix_command(
 ) -> None:
     """The pretraining mix of the study's base family: documents, characters and tokens per stream (language /
     source) within the pretraining budget, counted with the study's own tokenizer."""
+    from ftscale.data.corpus import pretraining_mix
+    from ftscale.study.jobs import TOKENIZER_DIR
     from ftscale.study.plan import build_plan, job_dir_name
-    from ftscale.study.runner import TOKENIZER_DIR, pretraining_mix
     from ftscale.study.spec import load_spec
     from ftscale.study.store import Store
 

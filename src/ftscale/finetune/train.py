@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -99,10 +100,12 @@ def finetune(
     dev: list[EncodedExample],
     config: FinetuneConfig,
     progress: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> FinetuneResult:
     """Train the ``requires_grad`` parameters of ``model`` (from ``methods.prepare_model``) on ``train``'s targets.
 
-    Returns with the best-by-dev-loss weights loaded into ``model``. Never raises on divergence.
+    Returns with the best-by-dev-loss weights loaded into ``model``. Never raises on divergence. ``on_step(step,
+    max_steps)`` is called after every optimizer step (e.g. a study job's progress report).
     """
     if not train:
         raise DataError("finetune got an empty training set; give at least one training example")
@@ -191,6 +194,8 @@ def finetune(
             first_bad_step = torch.where(diverged_now, step, first_bad_step)
             train_tokens += batch.n_tokens
             bar.update(task, advance=1)
+            if on_step is not None:
+                on_step(step, total_steps)
 
             if step % config.eval_every != 0 and step != total_steps:
                 continue

@@ -188,8 +188,9 @@ def run_sweep(
     in ``runs`` order. ``on_run(run, done, total)`` is called after each run (``None`` before the first)."""
     import torch
 
+    from ftscale.finetune.prepare import quiet_libraries
     from ftscale.finetune.train import finetune
-    from ftscale.study.runner import _quiet_libraries, prepare_finetune
+    from ftscale.study.jobs import prepare_finetune
     from ftscale.study.store import Store
 
     study_dir = Path(study_dir).resolve()
@@ -207,7 +208,7 @@ def run_sweep(
     plan_dirs = {job.id: study_dir / "jobs" / job_dir_name(job) for job in plan.jobs}
     out_dir = study_dir / SWEEP_DIR
     out_dir.mkdir(exist_ok=True)
-    _quiet_libraries()
+    quiet_libraries()
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = spec.execution.device

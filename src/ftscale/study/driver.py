@@ -27,8 +27,8 @@ from ftscale.study.executors import (
     set_progress_hook,
     wait_for_workers,
 )
+from ftscale.study.jobs import preflight, run_job
 from ftscale.study.plan import KINDS, StudyPlan, build_plan, job_dir_for, job_dir_name
-from ftscale.study.runner import preflight, run_job
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
 
