@@ -17,7 +17,7 @@ import pandas as pd
 
 from ftscale.errors import DataError, FitError
 from ftscale.finetune.params import METHODS
-from ftscale.laws.io import CSV_OPTIONS
+from ftscale.laws.io import read_table
 from ftscale.study.spec import MIN_FIT_VALUES
 
 METHOD_ORDER = METHODS
@@ -105,19 +105,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
         path = found
     elif not path.exists():
         raise DataError(f"study not found: {path} is neither a study directory nor a results file")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif path.suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **CSV_OPTIONS)
-        else:
-            raise DataError(f"{path}: unknown results format {path.suffix!r}; use .csv or .parquet")
-    except (pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: cannot read the results table ({exc})") from None
-    if frame.empty:
-        raise DataError(f"{path}: the results table is empty (no runs recorded yet); run the study first")
+    if path.suffix not in (".parquet", ".csv", ".tsv", ".txt"):
+        raise DataError(f"{path}: unknown results format {path.suffix!r}; use .csv or .parquet")
+    frame = read_table(path, empty="the results table is empty (no runs recorded yet); run the study first")
     frame.attrs["source"] = str(path)
     return frame
 

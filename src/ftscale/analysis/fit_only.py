@@ -18,7 +18,7 @@ import pandas as pd
 from ftscale.analysis.fits import crossings, fit_errors, fit_single
 from ftscale.errors import DataError, FitError
 from ftscale.laws.forms import LAW_FORMS
-from ftscale.laws.io import CSV_OPTIONS
+from ftscale.laws.io import read_table
 
 
 def load_points(
@@ -37,12 +37,7 @@ def load_points(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"fit-only input {path} not found")
-    try:
-        frame = pd.read_csv(path, **CSV_OPTIONS)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the table as CSV ({exc})") from None
-    if frame.empty:
-        raise DataError(f"{path}: the table is empty")
+    frame = read_table(path, empty="the table is empty")
     needed = [c for c in (x, d, y, factor, label, method) if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:

@@ -31,24 +31,30 @@ if _PANDAS_VERSION < (3, 1):
 LIN2024_COLUMNS = ("model", "family", "size", "ft_examples", "loss")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV file, turning every way it can fail into a one-line DataError naming the file."""
+def read_table(path: str | Path, empty: str = "no data rows below the header") -> pd.DataFrame:
+    """The one reader of results tables (``ftscale fit``, ``report``, the fit-only analysis): CSV (tab-separated
+    for ``.tsv``) or Parquet by suffix, floats parsed bit for bit (:data:`CSV_OPTIONS`), every way it can fail a
+    one-line DataError naming the file; ``empty`` says what a table without rows means to the caller."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV file")
+    kind = "Parquet file" if path.suffix == ".parquet" else "CSV"
     try:
-        df = pd.read_csv(path, **CSV_OPTIONS)
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **CSV_OPTIONS)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty, expected a CSV with a header row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable CSV ({first})") from None
+        raise DataError(f"{path}: not a readable {kind} ({first})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if df.empty:
-        raise DataError(f"{path}: no data rows below the header")
+        raise DataError(f"{path}: {empty}")
     return df
 
 
