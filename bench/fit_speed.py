@@ -23,7 +23,8 @@ from scipy.optimize import minimize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftscale.laws.fitting import POLISH_OPTIONS, bootstrap  # noqa: E402
+from ftscale.laws.bootstrap import bootstrap  # noqa: E402
+from ftscale.laws.fitting import POLISH_OPTIONS  # noqa: E402
 from ftscale.laws.forms import AdditiveLaw  # noqa: E402
 
 DELTA = 1e-3

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftscale.laws.fitting import bootstrap
+from ftscale.laws.bootstrap import bootstrap
 from ftscale.laws.forms import AdditiveLaw
 
 pytestmark = pytest.mark.shared_data

@@ -205,7 +205,7 @@ def test_critical_ci_reports_resamples_without_crossing():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_critical_ci_from_real_bootstrap_of_fitted_laws():
-    from ftscale.laws.fitting import bootstrap
+    from ftscale.laws.bootstrap import bootstrap
 
     rng = np.random.default_rng(2)
     d = np.geomspace(1e2, 1e7, 12)

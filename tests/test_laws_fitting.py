@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ftscale.errors import FitError
-from ftscale.laws.fitting import bootstrap, bootstrap_two_stage, fit_two_stage
+from ftscale.laws.bootstrap import bootstrap, bootstrap_two_stage
+from ftscale.laws.fitting import fit_two_stage
 from ftscale.laws.forms import AdditiveLaw, FitWarning, MultiplicativeLaw, PowerLaw
 
 # paper-like grid: 5 values of X (model sizes), 9 finetuning data sizes, log-spaced
@@ -276,7 +277,8 @@ def test_bootstrap_samples_pair_by_resample_number():
 
 
 def test_bootstrap_two_stage_additive_refits_improve_on_the_estimate():
-    from ftscale.laws.fitting import _factor_counts, _stage1_problem
+    from ftscale.laws.bootstrap import _factor_counts
+    from ftscale.laws.fitting import _stage1_problem
 
     factors, _, _ = make_factors(seed=1)
     factors = {k: factors[k] for k in ("model_size", "pretrain_tokens")}

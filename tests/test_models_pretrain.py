@@ -15,6 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from ftscale.data.tokenizer import tokenizer_hash
 from ftscale.errors import DataError, SpecError, UserError
 from ftscale.models.family import ModelSpec, build_model, load_base_model, parameter_counts
 from ftscale.models.pretrain import (
@@ -26,7 +27,6 @@ from ftscale.models.pretrain import (
     list_checkpoints,
     lr_multiplier,
     pretrain,
-    tokenizer_sha256,
 )
 
 WORDS = [
@@ -98,7 +98,7 @@ def test_pretrain_writes_reloadable_checkpoints_with_metadata(tokenizer, tmp_pat
     assert final.val_loss is not None and np.isfinite(final.val_loss)
     assert final.params == parameter_counts(TINY)
     meta = json.loads((final.path / "ftscale_meta.json").read_text())
-    assert meta["tokenizer_sha256"] == tokenizer_sha256(tokenizer)
+    assert meta["tokenizer_hash"] == tokenizer_hash(tokenizer)
     assert meta["config"]["total_tokens"] == 256 and meta["tokens_seen"] == 256
     # training lowered the loss from its initial value ln(V) ≈ 5.8
     assert final.train_loss < np.log(320)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from ftscale.analysis import SyntheticStudy
-from ftscale.analysis.cells import build_cells, exact_mean, exact_std, load_results
+from ftscale.analysis.cells import build_cells, load_results
+from ftscale.laws.evaluation import exact_mean, exact_std
 from ftscale.laws.io import read_table
 
 STUDY = SyntheticStudy(

@@ -7,16 +7,15 @@ own held-out flags, or the largest value of each axis).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ftscale.errors import DataError, FitError
 from ftscale.finetune.params import METHODS
+from ftscale.laws.evaluation import exact_mean, exact_std
 from ftscale.laws.io import read_table
 from ftscale.study.spec import MIN_FIT_VALUES
 
@@ -137,28 +136,6 @@ def validate_results(results: pd.DataFrame, source: str) -> pd.DataFrame:
     frame["method"] = frame["method"].astype(str).str.lower()
     frame["status"] = frame["status"].astype(str).str.lower()
     return frame
-
-
-def exact_mean(values: Any) -> float:
-    """Mean of the finite-or-NaN ``values`` with NaNs skipped, from a correctly rounded sum (``math.fsum``).
-
-    The seed averages feed fits whose bootstrap explores flat directions, where a last-bit change of a cell
-    moves a resample's endpoint: pandas' own group mean changed its last bits between releases (3.0 → 3.1) and
-    with the row order. The correctly rounded sum depends on neither.
-    """
-    array = np.asarray(values, dtype=float)
-    array = array[~np.isnan(array)]
-    return math.fsum(array) / array.size if array.size else math.nan
-
-
-def exact_std(values: Any) -> float:
-    """Sample standard deviation (ddof 1, NaNs skipped) with the same order-free sums as ``exact_mean``."""
-    array = np.asarray(values, dtype=float)
-    array = array[~np.isnan(array)]
-    if array.size < 2:
-        return math.nan
-    mean = math.fsum(array) / array.size
-    return math.sqrt(math.fsum((array - mean) ** 2) / (array.size - 1))
 
 
 def _factor_runs(done: pd.DataFrame, spec: FactorSpec) -> pd.DataFrame:

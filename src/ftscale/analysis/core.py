@@ -40,9 +40,9 @@ from ftscale.analysis.fits import (
     fit_single_factor_laws,
     fit_task_method,
     law_from_params,
-    percentile_ci,
 )
 from ftscale.errors import DataError, FitError
+from ftscale.laws.bootstrap import percentile_ci
 
 
 @dataclass

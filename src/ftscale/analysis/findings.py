@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from ftscale.analysis.cells import FACTOR_BY_NAME, METHOD_LABELS, METHOD_ORDER
-from ftscale.analysis.fits import percentile_ci
+from ftscale.laws.bootstrap import percentile_ci
 from ftscale.study.plan import BASELINE_METHOD  # ``method`` of the un-finetuned baseline rows
 
 # "PET size barely helps": |α_t| below this (the paper reports |α_t| ≪ 1e-2).

@@ -136,8 +136,8 @@ def bootstrap_joint(
     rng: np.random.Generator,
 ) -> list[dict[str, dict[str, float]]]:
     """Refit the two-stage law on resamples of each factor's fitting cells, warm-started at the full optimum
-    (``laws.fitting.bootstrap_two_stage``: all resamples as one batched L-BFGS, then a polish of each)."""
-    from ftscale.laws.fitting import bootstrap_two_stage
+    (``laws.bootstrap.bootstrap_two_stage``: all resamples as one batched L-BFGS, then a polish of each)."""
+    from ftscale.laws.bootstrap import bootstrap_two_stage
 
     seed = int(rng.integers(0, 2**31 - 1))
     with warnings.catch_warnings():
@@ -159,15 +159,6 @@ def bootstrap_joint(
         if all(math.isfinite(v) for p in params.values() for v in p.values()):
             samples.append(params)
     return samples
-
-
-def percentile_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return math.nan, math.nan, math.nan
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high), float(np.std(values, ddof=1))
 
 
 def fit_single_factor_laws(cells: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str, str], Any]]:

@@ -24,8 +24,31 @@ from ftscale.laws.forms import FitWarning
 _VALUE_RTOL = 1e-9
 
 
+def exact_mean(values: Any) -> float:
+    """Mean of the finite-or-NaN ``values`` with NaNs skipped, from a correctly rounded sum (``math.fsum``).
+
+    The seed averages feed fits whose bootstrap explores flat directions, where a last-bit change of a cell
+    moves a resample's endpoint: pandas' own group mean changed its last bits between releases (3.0 → 3.1) and
+    with the row order. The correctly rounded sum depends on neither.
+    """
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    return math.fsum(array) / array.size if array.size else math.nan
+
+
+def exact_std(values: Any) -> float:
+    """Sample standard deviation (ddof 1, NaNs skipped) with the same order-free sums as ``exact_mean``."""
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    if array.size < 2:
+        return math.nan
+    mean = math.fsum(array) / array.size
+    return math.sqrt(math.fsum((array - mean) ** 2) / (array.size - 1))
+
+
 def aggregate_cells(df: pd.DataFrame, keys: Sequence[str], y: str) -> pd.DataFrame:
-    """One row per cell ``keys``: ``y`` is the mean over seeds; ``{y}_std`` and ``n_seeds`` keep the spread.
+    """One row per cell ``keys``: ``y`` is the mean over seeds (:func:`exact_mean`, as the study analysis);
+    ``{y}_std`` and ``n_seeds`` keep the spread.
 
     Columns other than ``keys`` and ``y`` are dropped (they differ between seeds, e.g. the seed itself).
     """
@@ -33,8 +56,8 @@ def aggregate_cells(df: pd.DataFrame, keys: Sequence[str], y: str) -> pd.DataFra
     if missing:
         raise DataError(f"cannot aggregate: columns {missing} missing; available columns: {list(df.columns)}")
     grouped = df.groupby(list(keys), sort=True, dropna=False)[y]
-    out = grouped.agg(["mean", "std", "count"]).reset_index()
-    out = out.rename(columns={"mean": y, "std": f"{y}_std", "count": "n_seeds"})
+    out = grouped.agg([exact_mean, exact_std, "count"]).reset_index()
+    out = out.rename(columns={"exact_mean": y, "exact_std": f"{y}_std", "count": "n_seeds"})
     out[f"{y}_std"] = out[f"{y}_std"].fillna(0.0)  # a single seed has no spread
     return out
 
@@ -218,7 +241,7 @@ def evaluate_fit(
     if bootstrap > 0:
         options: dict[str, Any] = {}
         if bootstrap_fn is None:
-            from ftscale.laws.fitting import bootstrap as bootstrap_fn
+            from ftscale.laws.bootstrap import bootstrap as bootstrap_fn
 
             options["prefit"] = True  # the estimator was just fitted on these points: no second full fit
         with warnings.catch_warnings():

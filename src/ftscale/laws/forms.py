@@ -329,7 +329,7 @@ class ScalingLaw:
         return self.objective_and_gradient(raw_free, X, y)[1]
 
     def objective_and_gradient(self, raw_free: np.ndarray, X: Any, y: Any) -> tuple[float, np.ndarray]:
-        from ftscale.laws.fitting import Objective, check_targets
+        from ftscale.laws.objective import Objective, check_targets
 
         log_inputs = self._check_X(X)
         objective = Objective(self, log_inputs, check_targets(y, len(log_inputs), type(self).__name__))

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftscale.data.tokenizer import tokenizer_hash
 from ftscale.errors import DataError, SpecError, UserError
 from ftscale.models.family import ModelSpec, ParamCounts, build_model, parameter_counts
 from ftscale.models.runtime import resolve_device
@@ -282,11 +283,6 @@ def evaluate_loss(model: torch.nn.Module, rows: torch.Tensor, batch_size: int, d
 # ---------------------------------------------------------------------------------------------- files
 
 
-def tokenizer_sha256(tokenizer) -> str:
-    """Hash of the tokenizer's ``tokenizer.json`` (identifies the vocabulary a checkpoint expects)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -519,8 +515,8 @@ def pretrain(
             torch.cuda.set_rng_state(state["rng_cuda"])
         start_step, history = state["step"], state["history"]
 
-    tok_hash = tokenizer_sha256(tokenizer)
-    base_meta = {"params": asdict(counts), "tokenizer_sha256": tok_hash, "data_sha256": data_sha,
+    tok_hash = tokenizer_hash(tokenizer)  # identifies the vocabulary a checkpoint expects
+    base_meta = {"params": asdict(counts), "tokenizer_hash": tok_hash, "data_sha256": data_sha,
                  "config": config.model_dump(mode="json")}  # fmt: skip
     last_good = max(list_checkpoints(out_dir), key=lambda c: c.step, default=None)
     # per-step losses stay on the device until the next sync point: no .item() (host sync) per step

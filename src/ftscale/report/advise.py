@@ -13,6 +13,7 @@ import numpy as np
 
 from ftscale.analysis import METHOD_LABELS, Analysis
 from ftscale.errors import UserError
+from ftscale.laws.bootstrap import percentile_ci
 from ftscale.laws.critical import predict_at
 from ftscale.report.tables import fmt_number
 
@@ -85,12 +86,8 @@ def _model_names(analysis: Analysis, task: str) -> dict[str, float]:
 def _ci(laws: list, x: float, d: float) -> tuple[float, float]:
     if len(laws) < 2:
         return math.nan, math.nan
-    values = np.array([predict_at(law, x, np.array([d]))[0] for law in laws])
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    low, high, _ = percentile_ci([predict_at(law, x, np.array([d]))[0] for law in laws], 0.95)
+    return low, high
 
 
 def check_examples(examples: int) -> None:

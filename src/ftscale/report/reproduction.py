@@ -41,6 +41,7 @@ from ftscale.analysis import (
     load_results,
 )
 from ftscale.errors import DataError, UserError
+from ftscale.laws.bootstrap import percentile_ci
 from ftscale.report import tables
 
 MANIFEST_NAME = "manifest.json"
@@ -506,10 +507,8 @@ def annealed_block(analysis: Analysis, task: str, paper_task: str) -> str:
         n = min(len(inter), len(annealed))
         if n >= 2:
             # Both factors come from the same resample of a task-method's cells, so the draws pair up.
-            diff = np.array([annealed[i].params_["alpha"] - inter[i].params_["alpha"] for i in range(n)])
-            diff = diff[np.isfinite(diff)]
-            tail = 100 * (1 - level) / 2
-            low, high = np.percentile(diff, [tail, 100 - tail]) if diff.size >= 2 else (math.nan, math.nan)
+            diff = [annealed[i].params_["alpha"] - inter[i].params_["alpha"] for i in range(n)]
+            low, high, _ = percentile_ci(diff, level)
             row["annealed − intermediate [CI]"] = f"[{tables.fmt_number(low)}, {tables.fmt_number(high)}]"
         else:
             row["annealed − intermediate [CI]"] = "–"
