@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ftscale.data.adapters import (
+from ftscale.data.datasets import (
     DATA_DIR_ENV,
     csl_task,
     klexikon_task,
@@ -315,7 +315,7 @@ def test_wmt_task_from_a_local_hf_copy(tmp_path):
     """The paper's WMT task through `datasets`, from a saved copy (the hub is unreachable here)."""
     import datasets
 
-    from ftscale.data.adapters import load_task
+    from ftscale.data.datasets import load_task
 
     rows = [{"translation": {"de": f"Satz {i}.", "en": f"Sentence {i}."}} for i in range(30)]
     dd = datasets.DatasetDict(
@@ -337,7 +337,7 @@ def test_wmt_task_from_a_local_hf_copy(tmp_path):
 def test_wmt_task_offline_is_a_clear_error(monkeypatch):
     import pytest
 
-    from ftscale.data.adapters import load_task
+    from ftscale.data.datasets import load_task
     from ftscale.errors import UserError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -99,7 +99,7 @@ def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) ->
     total = sum(len(d) for d in head)
     assert 0.3 < german / total < 0.7
     # every (language, source) stream gets its share: Multi30k's German is not drowned by Wikipedia articles
-    from ftscale.data.adapters import pretraining_corpus
+    from ftscale.data.datasets import pretraining_corpus
 
     corpus = pretraining_corpus(shared_data, langs=["de", "en"], seed=0)
     assert set(corpus.by_source["de"]) == {"klexikon-wiki", "multi30k"}

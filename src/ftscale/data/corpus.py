@@ -14,7 +14,7 @@ from ftscale.errors import UserError
 
 @functools.lru_cache(maxsize=4)
 def _task_data_cached(task_json: str):
-    from ftscale.data.adapters import load_task
+    from ftscale.data.datasets import load_task
 
     task = json.loads(task_json)
     options = dict(task.get("options") or {})
@@ -69,7 +69,7 @@ def pretraining_streams(task: Mapping[str, Any], corpus: str | None) -> Iterator
     for the shared corpus and the language for the task's own text (see ``pretraining_texts``)."""
     data = task_data(task)
     if corpus == "shared":
-        from ftscale.data.adapters import pretraining_corpus
+        from ftscale.data.datasets import pretraining_corpus
 
         langs = sorted({lang for lang in data.task.languages} | {"en"})
         shared = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0)

@@ -62,7 +62,6 @@ _END = re.compile(r"^<!-- END generated:([A-Za-z0-9_.-]+) -->\s*$")
 _NUMBER = re.compile(r"[-−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _LABEL_TO_METHOD = {label: method for method, label in METHOD_LABELS.items()}
 _LABEL_TO_FACTOR = {spec.label: name for name, spec in FACTOR_BY_NAME.items()}
-_SYMBOL_TO_FACTOR = {spec.symbol: name for name, spec in FACTOR_BY_NAME.items()}
 
 
 # ----- manifest ----------------------------------------------------------------------------------------------
@@ -240,13 +239,8 @@ def table4_block(analysis: Analysis, task: str, paper_task: str) -> str:
     ours = tables.table4(analysis, task)
     methods = _method_rows(analysis, task)
     rows = []
-    for record in ours.to_dict("records"):
-        label = record["param"]
-        if label in ("E", "β"):
-            param, factor = ("E" if label == "E" else "beta"), None
-        else:
-            head, _, symbol = label.partition("_")
-            param, factor = ("A" if head == "A" else "alpha"), _SYMBOL_TO_FACTOR.get(symbol)
+    layout = tables.table4_layout(analysis, task)
+    for (label, param, factor), record in zip(layout, ours.to_dict("records"), strict=True):
         row = {"param": label}
         for method in methods:
             name = METHOD_LABELS.get(method, method)

@@ -35,6 +35,17 @@ def _method_columns(analysis: Analysis, task: str) -> list[str]:
     return analysis.methods(task)
 
 
+def table4_layout(analysis: Analysis, task: str) -> list[tuple[str, str, str | None]]:
+    """The rows of :func:`table4` in order, as (label, parameter, factor): A and α per fitted factor, then the
+    shared E and β (factor ``None``)."""
+    fits = analysis.fits[(analysis.fits["task"] == task) & (analysis.fits["form"] == "multiplicative")]
+    rows: list[tuple[str, str, str | None]] = []
+    for factor in [f for f in FACTOR_BY_NAME if f in set(fits["factor"])]:
+        symbol = FACTOR_BY_NAME[factor].symbol
+        rows += [(f"A_{symbol}", "A", factor), (f"α_{symbol}", "alpha", factor)]
+    return [*rows, ("E", "E", None), ("β", "beta", None)]
+
+
 def table4(analysis: Analysis, task: str) -> pd.DataFrame:
     """Paper Table 4: A and α per factor, shared E and β, each 'estimate [low, high]' (bootstrap percentile)."""
     fits = analysis.fits[(analysis.fits["task"] == task) & (analysis.fits["form"] == "multiplicative")]
@@ -52,19 +63,18 @@ def table4(analysis: Analysis, task: str) -> pd.DataFrame:
         return fmt_ci(estimate, float(hit["low"].iloc[0]), float(hit["high"].iloc[0]))
 
     methods = _method_columns(analysis, task)
-    factors = [f for f in FACTOR_BY_NAME if f in set(fits["factor"])]
-    for factor in factors:
-        sym = FACTOR_BY_NAME[factor].symbol
-        for param, label in (("A", f"A_{sym}"), ("alpha", f"α_{sym}")):
-            rows[label] = {METHOD_LABELS.get(m, m): cell(m, factor, param) or "–" for m in methods}
-    for param, label in (("E", "E"), ("beta", "β")):
+    for label, param, factor in table4_layout(analysis, task):
         values = {}
         for m in methods:
-            stage1 = fits[(fits["method"] == m)]
-            factor = (
-                str(stage1.sort_values("stage1", ascending=False)["factor"].iloc[0]) if len(stage1) else ""
-            )
-            values[METHOD_LABELS.get(m, m)] = cell(m, factor, param) or "–"
+            where = factor
+            if where is None:  # E and β are shared: read them from a stage-1 factor of the method
+                stage1 = fits[(fits["method"] == m)]
+                where = (
+                    str(stage1.sort_values("stage1", ascending=False)["factor"].iloc[0])
+                    if len(stage1)
+                    else ""
+                )
+            values[METHOD_LABELS.get(m, m)] = cell(m, where, param) or "–"
         rows[label] = values
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "param"

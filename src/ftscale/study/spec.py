@@ -244,7 +244,7 @@ def canonical_json(value: Any) -> str:
 
 
 def _known_task(name: str) -> bool:
-    from ftscale.data.adapters import known_task
+    from ftscale.data.datasets import known_task
 
     # Names with a "/" are left to plug-in registries; the built-in registry knows the rest.
     return "/" in name or known_task(name)
@@ -280,7 +280,7 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
     if not methods:
         problems.append(("methods", "enable at least one of fmt, prompt, lora"))
     if not _known_task(spec.task.name):
-        from ftscale.data.adapters import task_names
+        from ftscale.data.datasets import task_names
 
         problems.append(("task.name", f"unknown task '{spec.task.name}'; valid: {', '.join(task_names())}"))
     else:
@@ -345,7 +345,7 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
 
 def _task_option_problems(spec: StudySpec) -> list[tuple[str, str]]:
     """Option keys the task's loader does not take (checked here, before any data is read)."""
-    from ftscale.data.adapters import task_options
+    from ftscale.data.datasets import task_options
 
     known = task_options(spec.task.name)
     if known is None:  # a plug-in registry's task ("org/name"): its loader checks its own options
