@@ -75,12 +75,12 @@ def eval_sets(
     target_langs = {example.tgt_lang for example in test_kept}
     tgt_lang = "zh" if "zh" in target_langs else test_kept[0].tgt_lang
     zero_shot = {}
-    for direction in evaluation.get("zero_shot") or []:  # directions were checked by preflight
+    for direction in evaluation["zero_shot"]:  # directions were checked by preflight
         encoded, kept = encode_examples(task, data.zero_shot[direction], tokenizer, spec_task)
         zero_shot[direction] = ([e.prompt_ids for e in encoded], [e.target for e in kept])
     few_shot = {}
     rng = random.Random(seed)
-    for k in evaluation.get("few_shot") or []:
+    for k in evaluation["few_shot"]:
         # Shots come from the training pool (never the test set), drawn per test example with a fixed seed.
         shots = [rng.sample(data.train, k) for _ in test_kept]
         encoded, kept = encode_examples(
@@ -101,11 +101,11 @@ def evaluate_metrics(model, tokenizer, sets: EvalSets, evaluation: Mapping[str, 
         sets.test,
         sets.refs,
         sets.tgt_lang,
-        generation=bool(evaluation.get("generation", True)),
-        max_eval_examples=evaluation.get("max_eval_examples"),
+        generation=bool(evaluation["generation"]),
+        max_eval_examples=evaluation["max_eval_examples"],
         zero_shot=sets.zero_shot or None,
         few_shot=sets.few_shot or None,
-        max_new_tokens=evaluation.get("max_new_tokens", 64),
+        max_new_tokens=evaluation["max_new_tokens"],
     )
     metrics: dict[str, Any] = {
         "loss": ev.test_loss,

@@ -27,6 +27,7 @@ from ftscale.finetune.prepare import (
     setup_finetune,
 )
 from ftscale.study.executors import FinalFailure, JobContext
+from ftscale.study.spec import EvaluationSpec, PretrainSpec
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -146,27 +147,28 @@ def _pretrain_job(ctx: JobContext) -> Mapping[str, Any]:
     params = ctx.params
     (tokenizer_dir,) = ctx.dep_dirs.values()
     tokenizer = _load_tokenizer(tokenizer_dir)
-    pre = params["pretrain"]
+    # typed again (a job's params travel as JSON): the spec's PretrainSpec, for this job's size
+    pre = PretrainSpec.model_validate({**params["pretrain"], "sizes": [params["size"]]})
     # size names were checked against the ladder when the spec was loaded
-    ladder = family(pre.get("ladder", "cpu"), vocab_size=len(tokenizer), max_seq_len=MODEL_MAX_SEQ_LEN)
-    steps_total = max(1, pre["total_tokens"] // (pre["batch_size"] * pre["seq_len"]))
-    warmup_steps = pre.get("warmup_tokens", 0) // (pre["batch_size"] * pre["seq_len"])
+    ladder = family(pre.ladder, vocab_size=len(tokenizer), max_seq_len=MODEL_MAX_SEQ_LEN)
+    steps_total = max(1, pre.total_tokens // (pre.batch_size * pre.seq_len))
+    warmup_steps = pre.warmup_tokens // (pre.batch_size * pre.seq_len)
     config = PretrainConfig(
         model=ladder[params["size"]],
-        total_tokens=pre["total_tokens"],
-        batch_size=pre["batch_size"],
-        seq_len=pre["seq_len"],
-        lr=pre["lr"],
-        min_lr_ratio=pre["min_lr_ratio"],
+        total_tokens=pre.total_tokens,
+        batch_size=pre.batch_size,
+        seq_len=pre.seq_len,
+        lr=pre.lr,
+        min_lr_ratio=pre.min_lr_ratio,
         warmup_fraction=min(0.5, warmup_steps / steps_total) if warmup_steps else 0.05,
         checkpoint_tokens=params["checkpoint_tokens"],
         anneal=params["annealed_checkpoints"],
         allow_repeat=True,
-        seed=pre["seed"],
+        seed=pre.seed,
         device=ctx.device,
     )
     task = _task_of_pretrain(ctx)
-    texts = pretraining_texts(task, pre.get("corpus"))
+    texts = pretraining_texts(task, pre.corpus)
     val_texts = validation_texts(task)
     result = pretrain(
         config,
@@ -246,7 +248,7 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
     data = task_data(spec_task)
     model, tokenizer = _load_base(ctx)
     model.to(resolve_device(ctx.device, setting="execution.device"))
-    evaluation = params["evaluation"]
+    evaluation = job_evaluation(params)
     sets = eval_sets(data, tokenizer, spec_task, evaluation, seed=0)
     dev, _ = encode_examples(data.task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
     started = time.perf_counter()
@@ -262,6 +264,11 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
         }
     )
     return metrics
+
+
+def job_evaluation(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's evaluation settings typed again by the spec's EvaluationSpec (every setting present)."""
+    return EvaluationSpec.model_validate(params["evaluation"]).model_dump(mode="json")
 
 
 def job_method_params(params: Mapping[str, Any]) -> MethodParams:
@@ -292,7 +299,7 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
     setup = prepare_finetune(ctx)
     model, info, tokenizer, train = setup.model, setup.info, setup.tokenizer, setup.train
     params = ctx.params
-    evaluation = params["evaluation"]
+    evaluation = job_evaluation(params)
     sets = eval_sets(setup.data, tokenizer, params["task"], evaluation, seed=params["seed"])
     started = time.perf_counter()
     result = finetune(
