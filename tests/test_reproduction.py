@@ -15,13 +15,8 @@ from ftscale import paper
 from ftscale.analysis import SyntheticStudy
 from ftscale.errors import DataError
 from ftscale.report import reproduction
-from ftscale.report.reproduction import (
-    check_blocks,
-    compare_text,
-    load_manifest,
-    parse_blocks,
-    rewrite_blocks,
-)
+from ftscale.report.docblocks import check_blocks, compare_text, parse_blocks, rewrite_blocks
+from ftscale.report.reproduction import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "REPRODUCTION.md"

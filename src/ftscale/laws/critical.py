@@ -24,11 +24,12 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from ftscale.errors import FitError
-from ftscale.laws.forms import law_class
+from ftscale.laws.forms import LAW_FORMS, law_class
 
 # Natural parameter names a law may carry; bootstrap sample tables also hold derived columns that must not be
 # passed back to ``from_params``.
-LAW_PARAM_NAMES = ("A", "alpha", "beta", "E", "B", "D_l")
+# every natural parameter name of the law forms (bootstrap sample columns that belong to a law)
+LAW_PARAM_NAMES = tuple(dict.fromkeys(name for law in LAW_FORMS.values() for name in law.param_names))
 
 
 def is_joint_law(law: Any) -> bool:
