@@ -47,10 +47,10 @@ def read_table(path: str | Path, empty: str = "no data rows below the header") -
         else:
             df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", **CSV_OPTIONS)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty, expected a CSV with a header row") from None
+        raise DataError(f"{path}: file is empty, cannot read a CSV without a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable {kind} ({first})") from None
+        raise DataError(f"{path}: cannot read the table, not a readable {kind} ({first})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if df.empty:
