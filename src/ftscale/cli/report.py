@@ -147,7 +147,9 @@ def print_findings(analysis) -> None:
 
 
 def reproduce(
-    results_dir: Path = typer.Argument(..., help="Directory holding manifest.json and the results CSVs."),
+    results_dir: Path = typer.Argument(
+        ..., metavar="RESULTS_DIR", help="Directory holding manifest.json and the results CSVs."
+    ),
     doc: Path = typer.Option(..., "--doc", help="Markdown document with generated blocks."),
     check: bool = typer.Option(False, "--check", help="Compare instead of writing; exit 1 on differences."),
     plots: Path | None = typer.Option(None, "--plots", help="Also write key figures as PNGs here."),
