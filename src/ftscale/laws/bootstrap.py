@@ -16,11 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ftscale.errors import FitError
-
-try:  # optional: the standard way to limit BLAS threads; a ctypes fallback below covers OpenBLAS without it
-    from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
-except ImportError:
-    threadpool_limits = None
 from ftscale.laws._lbfgs import batched_lbfgs
 from ftscale.laws.fitting import TwoStageResult, _law_class, _stage1_problem, fit_two_stage, polish
 from ftscale.laws.forms import (

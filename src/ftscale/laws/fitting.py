@@ -20,11 +20,6 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from ftscale.errors import FitError
-
-try:  # optional: the standard way to limit BLAS threads; a ctypes fallback below covers OpenBLAS without it
-    from threadpoolctl import threadpool_limits  # type: ignore[import-not-found]
-except ImportError:
-    threadpool_limits = None
 from ftscale.laws._lbfgs import batched_lbfgs, projected_gradient
 from ftscale.laws.forms import (
     LAW_FORMS,
