@@ -12,7 +12,7 @@ from ftscale.study import jobs
 from ftscale.study.driver import run_study
 from ftscale.study.executors import JobContext
 from ftscale.study.jobs import run_job
-from ftscale.study.plan import build_plan
+from ftscale.study.plan import build_plan, job_dir_for
 from ftscale.study.results import baseline_table, results_table
 from ftscale.study.spec import parse_spec
 
@@ -149,6 +149,20 @@ def test_baselines_are_scored_like_the_runs(micro_study: Path) -> None:
     assert not t1.loc[("t1", "intermediate"), "in_model_size"]
 
 
+def _in_process_context(plan, job, study_dir: Path, scratch: str) -> JobContext:
+    """The context a job of the micro study gets when it is run here, on its done dependencies."""
+    return JobContext(
+        job_id=job.id,
+        kind=job.kind,
+        params=job.params,
+        axes=job.axes,
+        study_dir=study_dir,
+        work_dir=study_dir / scratch,
+        dep_dirs={dep: study_dir / "jobs" / job_dir_for(plan.by_id[dep].kind, dep) for dep in job.deps},
+        device="cpu",
+    )
+
+
 def test_baseline_and_finetuning_run_score_identical_prompts(
     micro_study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,20 +184,9 @@ def test_baseline_and_finetuning_run_score_identical_prompts(
         return evaluate(model, tokenizer, sets, evaluation)
 
     monkeypatch.setattr(jobs, "evaluate_metrics", spy)
-    jobs_dir = micro_study / "jobs"
     for job in (baseline, run):
         kind = job.kind
-        ctx = JobContext(
-            job_id=job.id,
-            kind=job.kind,
-            params=job.params,
-            axes=job.axes,
-            study_dir=micro_study,
-            work_dir=micro_study / "scratch",
-            dep_dirs={dep: jobs_dir / f"{plan.by_id[dep].kind}-{dep[:16]}" for dep in job.deps},
-            device="cpu",
-        )
-        metrics = run_job(ctx)
+        metrics = run_job(_in_process_context(plan, job, micro_study, "scratch"))
         assert "fs1_bleu" in metrics and "zs_fr-de_bleu" in metrics
     a, b = seen["baseline"], seen["finetune"]
     assert a.refs == b.refs and [e.prompt_ids for e in a.test] == [e.prompt_ids for e in b.test]
@@ -199,17 +202,7 @@ def test_a_finetuning_job_reports_its_progress(micro_study: Path) -> None:
 
     plan = build_plan(parse_spec(MICRO, "micro.yaml"))
     job = next(job for job in plan.jobs if job.kind == "finetune")
-    jobs_dir = micro_study / "jobs"
-    ctx = JobContext(
-        job_id=job.id,
-        kind=job.kind,
-        params=job.params,
-        axes=job.axes,
-        study_dir=micro_study,
-        work_dir=micro_study / "scratch-progress",
-        dep_dirs={dep: jobs_dir / f"{plan.by_id[dep].kind}-{dep[:16]}" for dep in job.deps},
-        device="cpu",
-    )
+    ctx = _in_process_context(plan, job, micro_study, "scratch-progress")
     reports: list[tuple[str, float, str]] = []
     set_progress_hook(lambda job_id, fraction, message: reports.append((job_id, fraction, message)))
     try:

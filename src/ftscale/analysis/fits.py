@@ -8,7 +8,6 @@ optimum, give CIs for the parameters and the critical data sizes.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import warnings
@@ -24,6 +23,7 @@ from ftscale.errors import FitError
 from ftscale.laws import critical as laws_critical
 from ftscale.laws import fitting as laws_fitting
 from ftscale.laws import forms as laws_forms
+from ftscale.laws.evaluation import fit_errors
 
 # ----- the doorway into ftscale.laws -----------------------------------------------------------------------
 
@@ -38,23 +38,11 @@ class JointFit:
     stage1: tuple[str, ...]
 
 
-def _accepts(function: Any, name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
 def fit_joint(
-    factors: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    stage1: Sequence[str],
-    form: str = "multiplicative",
-    **options: Any,
+    factors: Mapping[str, tuple[np.ndarray, np.ndarray]], stage1: Sequence[str], form: str = "multiplicative"
 ) -> JointFit:
     """Two-stage fit (PAPER §2.4): shared β, E over the ``stage1`` factors, then (A, α[, B]) per factor."""
-    kwargs = {k: v for k, v in options.items() if v is not None and _accepts(laws_fitting.fit_two_stage, k)}
-    result = laws_fitting.fit_two_stage(factors=dict(factors), stage1=tuple(stage1), form=form, **kwargs)
+    result = laws_fitting.fit_two_stage(factors=dict(factors), stage1=tuple(stage1), form=form)
     shared = {k: float(v) for k, v in dict(result.shared).items()}
     return JointFit(form=form, shared=shared, laws=dict(result.laws), stage1=tuple(stage1))
 
@@ -68,12 +56,6 @@ def law_from_params(form: str, params: Mapping[str, float]) -> Any:
     cls = laws_forms.LAW_FORMS[form]
     names = getattr(cls, "param_names", tuple(params))
     return cls.from_params(**{k: float(params[k]) for k in names})
-
-
-def fit_errors(law: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    from ftscale.laws.evaluation import fit_errors as _fit_errors
-
-    return _fit_errors(law, X, y)
 
 
 def crossings(
