@@ -96,3 +96,41 @@ def failing_job(ctx: JobContext) -> dict[str, Any]:
         if ctx.job_id.startswith(prefix) and (k < 0 or ctx.attempt <= k):
             raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
     return fake_job(ctx)
+
+
+# regime_job: a study whose budget-bound runs are known. A prompt-tuning run, and any run at its method's largest
+# D_f, ends with its best dev loss at its last step (budget-bound); the others stop early. Base models get a total
+# parameter count and a validation loss per checkpoint; REGIME_UNORDERED_ENV names a size whose loss is made worse
+# than the next smaller one's (an unordered ladder).
+REGIME_STEPS = 40
+REGIME_UNORDERED_ENV = "FAKE_UNORDERED_SIZE"
+REGIME_SIZES = ("xs", "s", "m", "l", "xl")
+REGIME_LARGEST_D = 40  # the largest D_f of every method in test_study_spec.BASE
+
+
+def regime_val_loss(size: str, tokens: int, annealed: bool) -> float:
+    loss = 5.0 - 0.5 * REGIME_SIZES.index(size) - 1e-4 * tokens - 0.05 * annealed
+    return loss + (1.0 if os.environ.get(REGIME_UNORDERED_ENV) == size else 0.0)
+
+
+def regime_is_budget_bound(axes: dict[str, Any], largest_d: int) -> bool:
+    return axes["method"] == "prompt" or axes["ft_examples"] == largest_d
+
+
+def regime_job(ctx: JobContext) -> dict[str, Any]:
+    metrics = fake_job(ctx)
+    if ctx.kind == "pretrain":
+        size, total = ctx.params["size"], ctx.params["pretrain"]["total_tokens"]
+        budgets = [*ctx.params["checkpoint_tokens"], total]
+        kinds = (False, True) if ctx.params["annealed_checkpoints"] else (False,)
+        metrics["non_embedding_params"] = 60 * (REGIME_SIZES.index(size) + 1)
+        metrics["total_params"] = 100 * (REGIME_SIZES.index(size) + 1)
+        metrics["checkpoints"] = [
+            {"budget": b, "annealed": a, "val_loss": regime_val_loss(size, b, a)}
+            for b in budgets
+            for a in kinds
+        ]
+    elif ctx.kind == "finetune":
+        bound = regime_is_budget_bound(ctx.axes, REGIME_LARGEST_D)
+        metrics.update({"steps_run": REGIME_STEPS, "best_step": REGIME_STEPS if bound else REGIME_STEPS // 2})
+    return metrics

@@ -7,6 +7,9 @@ bootstrap CIs, critical data sizes, the paper's findings). ``report`` renders it
 - ``core``: :class:`Analysis` and :func:`analyse`;
 - ``fit_only``: the same fits on any loss table (``ftscale fit --points``);
 - ``synthetic``: results tables drawn from known laws (golden inputs for tests, benchmarks and demos).
+
+An analysis also carries each task's :class:`Regime` (``ftscale.study.regime``): whether its runs converged and its
+base models were trained, re-exported here with the thresholds so that ``report`` shows them.
 """
 
 from ftscale.analysis.cells import (
@@ -21,17 +24,21 @@ from ftscale.analysis.core import Analysis, analyse
 from ftscale.analysis.findings import Finding
 from ftscale.analysis.fit_only import FitOnlyAnalysis, analyse_points, load_points
 from ftscale.analysis.synthetic import PAPER_EN_DE, MethodTruth, SyntheticStudy, truth_at_scale
+from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MIN_TOKENS_PER_PARAM, Regime
 
 __all__ = [
     "FACTORS",
     "FACTOR_BY_NAME",
+    "MAX_BUDGET_BOUND_SHARE",
     "METHOD_LABELS",
     "METHOD_ORDER",
+    "MIN_TOKENS_PER_PARAM",
     "PAPER_EN_DE",
     "Analysis",
     "Finding",
     "FitOnlyAnalysis",
     "MethodTruth",
+    "Regime",
     "SyntheticStudy",
     "analyse",
     "analyse_points",

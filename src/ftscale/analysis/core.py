@@ -43,6 +43,7 @@ from ftscale.analysis.fits import (
 )
 from ftscale.errors import DataError, FitError
 from ftscale.laws.bootstrap import percentile_ci
+from ftscale.study.regime import Regime, results_regime
 
 
 @dataclass
@@ -72,6 +73,8 @@ class Analysis:
     single_laws: dict[tuple[str, str, str], Any] = field(repr=False, default_factory=dict)
     bootstrap_laws: dict[tuple[str, str, str], list[Any]] = field(repr=False, default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # per task: whether the study was in regime (budget-bound share, base models' tokens per parameter, ladder)
+    regime: dict[str, Regime] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
@@ -108,6 +111,7 @@ class Analysis:
                 "critical": self.critical.drop(columns=["roots"], errors="ignore").to_dict("records"),
                 "findings": [f.__dict__ for f in self.findings],
                 "vs_baseline": baseline_summary(self.vs_baseline).to_dict("records"),
+                "regime": {task: regime.to_dict() for task, regime in self.regime.items()},
             }
         )
 
@@ -272,4 +276,5 @@ def analyse(
         single_laws=single_laws,
         bootstrap_laws=boot_laws,
         notes=notes,
+        regime={str(task): results_regime(runs) for task, runs in frame.groupby("task", sort=True)},
     )

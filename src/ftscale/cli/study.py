@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftscale.errors import EXIT_JOBS_FAILED, UserError
+from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE
 
 study_app = typer.Typer(
     help="Run a scaling study (a grid of pretraining and finetuning jobs) and inspect its store.",
@@ -111,26 +113,44 @@ def print_failures(summary, study_dir: Path, retry_hint: str, limit: int = 10) -
 def plan_command(
     spec_path: Path = typer.Argument(..., metavar="STUDY.yaml"),
     data: bool = typer.Option(False, "--data", help="Also load the task and print its split sizes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan and its regime checks as JSON."),
 ) -> None:
-    """Print the jobs the study expands to (per kind and per factor × method) without running anything."""
+    """Print the jobs the study expands to (per kind and per factor × method) and whether it is in regime: per
+    base model its parameters, pretraining tokens and tokens per parameter, per finetuning cell the steps and epochs
+    its budget allows, and one warning line per problem. Runs nothing."""
     from ftscale.study.plan import build_plan
+    from ftscale.study.regime import plan_regime
     from ftscale.study.spec import load_spec
 
     spec = load_spec(spec_path)
+    splits = None
     if data:
         from ftscale.data.corpus import task_data
         from ftscale.study.jobs import preflight
 
         preflight(spec)  # the same checks as 'study run': missing files, unknown zero-shot directions
         splits = task_data(spec.task.model_dump(mode="json"))
-        sizes = [f"train {len(splits.train):,}", f"dev {len(splits.dev):,}", f"test {len(splits.test):,}"]
-        sizes += [
-            f"zero-shot {name} {len(examples):,}" for name, examples in sorted(splits.zero_shot.items())
-        ]
-        pool = f" (train pool capped at {spec.task.train_pool:,})" if spec.task.train_pool else ""
-        console.print(f"task {splits.task.name}: {', '.join(sizes)}{pool}", highlight=False, soft_wrap=True)
     plan = build_plan(spec)
     counts = plan.counts()
+    regime = plan_regime(spec)
+    if as_json:
+        payload = {
+            "study": spec.name,
+            "jobs": {"total": counts["total"], "kinds": counts["kinds"], "shared": counts["shared"]},
+            "factors": [
+                {"factor": factor, "method": method, **cell}
+                for (factor, method), cell in sorted(counts["factors"].items())
+            ],
+            **regime.to_dict(),
+        }
+        if splits is not None:
+            payload["data"] = _split_sizes(splits)
+        print(json.dumps(payload, indent=2))
+        return
+    if splits is not None:
+        sizes = ", ".join(f"{name} {n:,}" for name, n in _split_sizes(splits).items())
+        pool = f" (train pool capped at {spec.task.train_pool:,})" if spec.task.train_pool else ""
+        console.print(f"task {splits.task.name}: {sizes}{pool}", highlight=False, soft_wrap=True)
     table = Table(title=f"study {spec.name}: {counts['total']} jobs")
     table.add_column("factor")
     table.add_column("method")
@@ -141,11 +161,69 @@ def plan_command(
     console.print(table)
     kinds = ", ".join(f"{n} {kind}" for kind, n in counts["kinds"].items())
     console.print(f"jobs: {kinds}; {counts['shared']} finetuning runs are shared by several factors")
+    print_models(regime.models, title="base models")
+    budget = Table(title="finetuning budget per cell (early stopping may end a run sooner)")
+    for column in ("method", "D_f", "batch", "steps", "epochs", "set by"):
+        budget.add_column(column, justify="left" if column in ("method", "set by") else "right")
+    for cell in regime.cells:
+        budget.add_row(
+            cell.method,
+            f"{cell.ft_examples:,}",
+            str(cell.batch_size),
+            f"{cell.steps:,}",
+            f"{cell.epochs:.3g}",
+            "step cap" if cell.capped_by == "steps" else "max_epochs",
+        )
+    console.print(budget)
+    print_warnings(regime.warnings)
+
+
+def _split_sizes(splits) -> dict[str, int]:
+    sizes = {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)}
+    sizes.update({f"zero-shot {name}": len(ex) for name, ex in sorted(splits.zero_shot.items())})
+    return sizes
+
+
+def _count(value: int | float | None) -> str:
+    return "unknown" if value is None else f"{value:,.0f}"
+
+
+def print_models(models, title: str) -> None:
+    """The base models' parameters, pretraining tokens, tokens per parameter and (after pretraining) val loss."""
+    if not models:
+        return
+    table = Table(title=title)
+    for column in ("size", "non-embedding", "total params", "pretrain tokens", "tokens/param", "val loss"):
+        table.add_column(column, justify="left" if column == "size" else "right")
+    for m in models:
+        ratio = m.tokens_per_param
+        table.add_row(
+            m.name,
+            _count(m.non_embedding_params),
+            _count(m.total_params),
+            _count(m.pretrain_tokens),
+            "unknown" if ratio is None else f"{ratio:.3g}",
+            "–" if m.val_loss is None else f"{m.val_loss:.4f}",
+        )
+    console.print(table)
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for line in warnings:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 @study_app.command("status")
-def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None:
-    """Counts of done / running / failed / pending jobs per kind and factor, and the failures' reasons."""
+def status_command(
+    study_dir: Path = typer.Argument(..., metavar="DIR"),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts and regime checks as JSON."),
+) -> None:
+    """Counts of done / running / failed / pending jobs per kind and factor, the failures' reasons, and whether the
+    study is in regime: the budget-bound share of finished finetuning runs (best dev loss at their last
+    evaluation) per method and D_f, the base models' tokens per parameter and validation losses, and one warning
+    line per problem."""
+    from ftscale.study.regime import results_regime
+    from ftscale.study.results import results_table
     from ftscale.study.store import Store
 
     with Store.open(study_dir) as store:
@@ -162,6 +240,22 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
         for key in keys:
             counts = groups.setdefault(key, dict.fromkeys(statuses, 0))
             counts[row["status"]] += 1
+    regime = results_regime(results_table(study_dir))
+    if as_json:
+        payload = {
+            "study_dir": str(study_dir),
+            "active": active,
+            "jobs": {key.strip(): counts for key, counts in groups.items()},
+            "older_plan_jobs": len(older),
+            "failed": [
+                {"id": row["id"], "label": row["label"], "reason": row["reason"], "kind": row["failure_kind"]}
+                for row in rows
+                if row["status"] == "failed"
+            ],
+            **regime.to_dict(),
+        }
+        print(json.dumps(payload, indent=2))
+        return
     table = Table(title=f"{study_dir}: {len(rows)} jobs" + ("" if active else " (no run active)"))
     table.add_column("kind · factor")
     for name in statuses:
@@ -187,6 +281,36 @@ def status_command(study_dir: Path = typer.Argument(..., metavar="DIR")) -> None
         )
     if len(failed) > 20:
         console.print(f"... and {len(failed) - 20} more failed jobs")
+    print_regime(regime)
+
+
+def print_regime(regime) -> None:
+    """The regime checks of finished runs: base models (with the ladder's order) and budget-bound runs."""
+    print_models(regime.models, title="base models (final checkpoints)")
+    if regime.ladder_ordered is not None:
+        console.print(
+            "ladder ordered by validation loss: " + ("yes" if regime.ladder_ordered else "[red]no[/]"),
+            highlight=False,
+        )
+    if regime.budget_bound:
+        table = Table(title="budget-bound runs: best dev loss at the last evaluation")
+        for column in ("method", "D_f", "finished", "budget-bound", "share"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for cell in regime.budget_bound:
+            table.add_row(
+                cell.method,
+                f"{cell.ft_examples:,}",
+                str(cell.runs),
+                str(cell.budget_bound),
+                f"{cell.share:.0%}",
+            )
+        console.print(table)
+        console.print(
+            f"budget-bound share: {regime.budget_bound_share:.0%} of {regime.runs} finished runs "
+            f"(in regime: ≤ {MAX_BUDGET_BOUND_SHARE:.0%})",
+            highlight=False,
+        )
+    print_warnings(regime.warnings)
 
 
 @study_app.command("reset")

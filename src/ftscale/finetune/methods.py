@@ -102,11 +102,13 @@ _PARAM_OF_FIELD = {
 @dataclass(frozen=True)
 class TrainableInfo:
     """Parameter counts of a prepared model: ``trainable`` (what the optimiser updates), ``total`` (base plus any
-    PET parameters) and ``base_non_embedding`` (the model-size X of the paper; PET parameters never enter it)."""
+    PET parameters), ``base_non_embedding`` (the model-size X of the paper; PET parameters never enter it) and
+    ``base_total`` (the base model's parameters, embeddings included: its tokens-per-parameter denominator)."""
 
     trainable: int
     total: int
     base_non_embedding: int
+    base_total: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +133,7 @@ def prepare_model(
         raise UserError(
             f"prepare_model needs a transformers PreTrainedModel, got {type(base_model).__name__}"
         )
-    base_non_embedding = model_parameter_counts(base_model).non_embedding
+    base_counts = model_parameter_counts(base_model)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -175,7 +177,12 @@ def prepare_model(
             )
     else:
         trainable, total = direct_trainable, direct_total
-    return model, TrainableInfo(trainable=trainable, total=total, base_non_embedding=base_non_embedding)
+    return model, TrainableInfo(
+        trainable=trainable,
+        total=total,
+        base_non_embedding=base_counts.non_embedding,
+        base_total=base_counts.total,
+    )
 
 
 @contextmanager

@@ -12,6 +12,7 @@ stops at 1,000 steps (the paper: 200K), to fit CPU budgets; the presets under ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +39,25 @@ class MethodParams(BaseModel):
     eval_every: PositiveInt = 50
     patience: PositiveInt = 5
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+    def steps_for(self, n_examples: int) -> int:
+        """The optimizer steps a run on ``n_examples`` takes at most (early stopping may end it sooner)."""
+        return planned_steps(n_examples, self.batch_size, self.max_steps, self.max_epochs)
+
+    def epochs_for(self, n_examples: int) -> float:
+        """The epochs over ``n_examples`` that :meth:`steps_for` allows: the run's budget in passes over its data."""
+        return self.steps_for(n_examples) / math.ceil(max(1, n_examples) / self.batch_size)
+
+
+def planned_steps(n_examples: int, batch_size: int, max_steps: int, max_epochs: float | None) -> int:
+    """Steps of a run over ``n_examples`` in batches of ``batch_size``: ``max_steps`` or ``max_epochs`` epochs
+    (``None``: no epoch limit), whichever comes first; at least one. The finetuning loop and the study plan's
+    budget check both use it."""
+    steps = max_steps
+    if max_epochs is not None:
+        per_epoch = math.ceil(max(1, n_examples) / batch_size)
+        steps = min(steps, max(1, math.ceil(max_epochs * per_epoch)))
+    return steps
 
 
 class FmtParams(MethodParams):

@@ -23,7 +23,7 @@ from ftscale.errors import DataError
 from ftscale.finetune.batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
-from ftscale.finetune.params import MethodParams, default_of
+from ftscale.finetune.params import MethodParams, default_of, planned_steps
 from ftscale.models.runtime import resolve_device
 
 
@@ -131,10 +131,7 @@ def finetune(
         weight_decay=method.weight_decay,
         fused=True,  # one kernel over all parameters, on CPU too: LoRA has two small tensors per projection
     )
-    batches_per_epoch = math.ceil(len(train) / method.batch_size)
-    total_steps = config.max_steps
-    if config.max_epochs is not None:
-        total_steps = min(total_steps, max(1, math.ceil(config.max_epochs * batches_per_epoch)))
+    total_steps = planned_steps(len(train), method.batch_size, config.max_steps, config.max_epochs)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, min(config.warmup_steps, total_steps - 1), total_steps
     )

@@ -71,6 +71,18 @@ def build_sections(analysis: Analysis) -> list[Section]:
     sections = [head]
     for task in analysis.tasks:
         sections.append(Section(f"Task {task}"))
+        regime = Section("Regime: are these runs evidence about finetuning?", 3)
+        regime.add("p", tables.regime_verdict(analysis, task))
+        models = tables.table_regime_models(analysis, task)
+        if len(models):
+            regime.add("table", models)
+        bound = tables.table_budget_bound(analysis, task)
+        if len(bound):
+            regime.add("p", "Budget-bound runs (best dev loss at the last evaluation) per method and D_f:")
+            regime.add("table", bound)
+        for warning in analysis.regime[task].warnings if task in analysis.regime else []:
+            regime.add("note", f"warning: {warning}")
+        sections.append(regime)
         sections.append(
             Section("Findings of the paper, checked", 3).add(
                 "findings", tables.table_findings(analysis, task)

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ftscale.analysis import FACTOR_BY_NAME, METHOD_LABELS, Analysis
+from ftscale.analysis import (
+    FACTOR_BY_NAME,
+    MAX_BUDGET_BOUND_SHARE,
+    METHOD_LABELS,
+    MIN_TOKENS_PER_PARAM,
+    Analysis,
+)
 
 
 def fmt_number(value: float, digits: int = 3) -> str:
@@ -257,6 +263,79 @@ def table_findings(analysis: Analysis, task: str) -> pd.DataFrame:
         for f in analysis.findings
         if f.task == task
     ]
+    return pd.DataFrame(rows)
+
+
+def regime_verdict(analysis: Analysis, task: str) -> str:
+    """One sentence: whether the task's runs converged and its base models were trained, with the numbers."""
+    regime = analysis.regime.get(task)
+    if regime is None:
+        return "Regime: unknown (no runs)."
+    parts = []
+    share = regime.budget_bound_share
+    if share is None:
+        parts.append("budget-bound share unknown (the results do not record best_step and steps_run)")
+    else:
+        parts.append(
+            f"{share:.0%} of {regime.runs} finished runs were budget-bound (best dev loss at their last evaluation; "
+            f"in regime: ≤ {MAX_BUDGET_BOUND_SHARE:.0%})"
+        )
+    ratios = [m.tokens_per_param for m in regime.models]
+    if regime.models and all(r is not None for r in ratios):
+        parts.append(
+            f"base models read {fmt_number(min(ratios))}–{fmt_number(max(ratios))} pretraining tokens per "
+            f"parameter (in regime: ≥ {MIN_TOKENS_PER_PARAM:g})"
+        )
+    else:
+        parts.append("tokens per parameter unknown for some base models")
+    ordered = regime.ladder_ordered
+    parts.append(
+        "ladder order unknown (no validation losses)"
+        if ordered is None
+        else ("ladder ordered by validation loss" if ordered else "ladder NOT ordered by validation loss")
+    )
+    if regime.warnings:
+        verdict = "Out of regime: read the fits below as a description of this budget, not of finetuning"
+    elif share is None or ordered is None or None in ratios or not ratios:
+        verdict = "Regime partly unknown"
+    else:
+        verdict = "In regime"
+    return f"{verdict}. " + "; ".join(parts) + "."
+
+
+def table_regime_models(analysis: Analysis, task: str) -> pd.DataFrame:
+    """The base models: parameters, pretraining tokens, tokens per parameter and validation loss."""
+    regime = analysis.regime.get(task)
+    rows = [
+        {
+            "model": m.name,
+            "non-embedding params": fmt_number(m.non_embedding_params)
+            if m.non_embedding_params
+            else "unknown",
+            "total params": fmt_number(m.total_params) if m.total_params else "unknown",
+            "pretraining tokens": fmt_number(m.pretrain_tokens) if m.pretrain_tokens else "unknown",
+            "tokens/param": fmt_number(m.tokens_per_param) if m.tokens_per_param else "unknown",
+            "val loss": fmt_number(m.val_loss, 4) if m.val_loss is not None else "–",
+        }
+        for m in (regime.models if regime else [])
+    ]
+    return pd.DataFrame(rows)
+
+
+def table_budget_bound(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Budget-bound runs per method (rows) and D_f (columns), as 'bound/finished'."""
+    regime = analysis.regime.get(task)
+    if regime is None or not regime.budget_bound:
+        return pd.DataFrame()
+    sizes = sorted({c.ft_examples for c in regime.budget_bound})
+    rows = []
+    for method, share in regime.method_shares().items():
+        row: dict[str, str] = {"method": METHOD_LABELS.get(method, method)}
+        cells = {c.ft_examples: c for c in regime.budget_bound if c.method == method}
+        for n in sizes:
+            row[f"D_f={n:,}"] = f"{cells[n].budget_bound}/{cells[n].runs}" if n in cells else "–"
+        row["share"] = f"{share:.0%}"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

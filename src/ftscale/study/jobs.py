@@ -251,6 +251,7 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
     evaluation = job_evaluation(params)
     sets = eval_sets(data, tokenizer, spec_task, evaluation, seed=0)
     dev, _ = encode_examples(data.task, data.dev[:DEV_EXAMPLES], tokenizer, spec_task)
+    counts = model_parameter_counts(model)
     started = time.perf_counter()
     metrics = evaluate_metrics(model, tokenizer, sets, evaluation)
     metrics.update(
@@ -260,7 +261,8 @@ def _baseline_job(ctx: JobContext) -> Mapping[str, Any]:
             "eval_seconds": time.perf_counter() - started,
             "trainable_params": 0,
             "total_params": sum(p.numel() for p in model.parameters()),
-            "base_non_embedding_params": model_parameter_counts(model).non_embedding,
+            "base_non_embedding_params": counts.non_embedding,
+            "base_total_params": counts.total,
         }
     )
     return metrics
@@ -330,6 +332,7 @@ def _finetune_job(ctx: JobContext) -> Mapping[str, Any]:
         "trainable_params": info.trainable,
         "total_params": info.total,
         "base_non_embedding_params": info.base_non_embedding,
+        "base_total_params": info.base_total,
         "n_train_examples": len(train),
         **scores,
     }

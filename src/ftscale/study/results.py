@@ -98,12 +98,46 @@ def _table(study_dir: str | Path, kind: str, all_plans: bool = False) -> pd.Data
     )
     for column in ("steps_run", "train_tokens", "tokens_per_s", "n_test_tokens"):  # not promoted by the store
         runs[column] = pd.to_numeric(metrics.map(lambda m, c=column: m.get(c)), errors="coerce")
+    # The base model of each run: all its parameters and its validation loss at the run's checkpoint (the study's
+    # regime diagnostics: tokens per parameter, the ladder's order). Our own family's come from the pretraining
+    # job; a published model's total from the run itself, and it has no validation loss here.
+    pretrain_metrics = {
+        row_id: _json(m)
+        for row_id, kind, m in zip(frame["id"], frame["kind"], frame["metrics"], strict=True)
+        if kind == "pretrain"
+    }
+    bases = [
+        _base_facts(p.get("base") or {}, m, pretrain_metrics) for p, m in zip(params, metrics, strict=True)
+    ]
+    runs["base_total_params"] = pd.to_numeric(
+        pd.Series([b[0] for b in bases], index=runs.index), errors="coerce"
+    )
+    runs["base_val_loss"] = pd.to_numeric(pd.Series([b[1] for b in bases], index=runs.index), errors="coerce")
     runs = pd.concat([runs, extra], axis=1)
     leading = [c for c in LEADING_COLUMNS if c in runs.columns]
     dropped = {"id", "kind", "label", "params", "metrics", "environment", "non_embedding_params", "factors"}
     dropped |= {c for c in runs.columns if c in ("heldout_prompt_length", "heldout_lora_rank")}
     rest = [c for c in runs.columns if c not in leading and c not in dropped]
     return runs[leading + rest].reset_index(drop=True)
+
+
+def _base_facts(
+    base: dict[str, Any], metrics: dict[str, Any], pretrain_metrics: dict[str, dict[str, Any]]
+) -> tuple[float | None, float | None]:
+    """(total parameters, validation loss) of a run's base checkpoint; None where unknown."""
+    if base.get("source") != "pretrain":
+        return metrics.get("base_total_params"), None
+    pretrained = pretrain_metrics.get(base.get("pretrain_job"), {})
+    annealed = base.get("checkpoint") == "annealed"
+    val_loss = next(
+        (
+            c.get("val_loss")
+            for c in pretrained.get("checkpoints") or []
+            if c.get("budget") == base.get("tokens") and bool(c.get("annealed")) == annealed
+        ),
+        None,
+    )
+    return pretrained.get("total_params"), val_loss
 
 
 def export_results(study_dir: str | Path, out: str | Path, fmt: str, baselines: bool = False) -> Path:

@@ -79,7 +79,10 @@ class HfModel(_Strict):
     id: Annotated[str, Field(min_length=1)]
     revision: str | None = None
     params: PositiveInt
+    # the pretraining tokens of the final model, and all its parameters (embeddings included): the study's
+    # tokens-per-parameter check uses them; absent, it reports them as unknown
     tokens: PositiveInt | None = None
+    total_params: PositiveInt | None = None
     checkpoints: list[HfCheckpoint] = Field(default_factory=list)
 
 
