@@ -124,6 +124,16 @@ def test_pretraining_mix_counts_what_the_run_reads() -> None:
     assert read >= 5_000 and all(row["documents"] > 0 and row["characters"] > 0 for row in rows)
     # the round-robin of the task's own text: both languages have (nearly) the same number of documents
     assert abs(rows[0]["documents"] - rows[1]["documents"]) <= 1
+    # a short run reads part of each stream once; epochs count the whole stream's text
+    assert all(0 < row["epochs"] < 1 and row["available_tokens"] > row["tokens"] for row in rows)
+    for row in rows:
+        assert row["epochs"] == pytest.approx(row["tokens"] / row["available_tokens"])
+    # a run longer than the corpus repeats all of it: every stream the same number of times
+    available = sum(row["available_tokens"] for row in rows)
+    long = pretraining_mix(task, None, tokenizer, total_tokens=6 * available, seq_len=64)
+    assert all(row["tokens"] == row["available_tokens"] for row in long)
+    needed = (6 * available // 64) * 64 + 1
+    assert [row["epochs"] for row in long] == pytest.approx([needed / available] * 2)
 
 
 def test_mix_command_mistakes_are_one_line_errors(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftscale.errors import EXIT_JOBS_FAILED, UserError
-from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE
+from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MAX_PRETRAIN_EPOCHS
 
 study_app = typer.Typer(
     help="Run a scaling study (a grid of pretraining and finetuning jobs) and inspect its store.",
@@ -336,7 +336,8 @@ def mix_command(
     study_dir: Path = typer.Option(..., "--dir", help="Study directory whose tokenizer job is done."),
 ) -> None:
     """The pretraining mix of the study's base family: documents, characters and tokens per stream (language /
-    source) within the pretraining budget, counted with the study's own tokenizer."""
+    source) within the pretraining budget, counted with the study's own tokenizer, and the epochs the run makes
+    over each stream's text (a warning above 4)."""
     from ftscale.data.corpus import pretraining_mix
     from ftscale.study.jobs import TOKENIZER_DIR
     from ftscale.study.plan import build_plan, job_dir_name
@@ -364,7 +365,7 @@ def mix_command(
     table = Table(
         title=f"pretraining mix of {spec.name}: {pre.total_tokens:,} tokens ({pre.corpus or 'task'} corpus)"
     )
-    for column in ("stream", "documents", "characters", "tokens", "share"):
+    for column in ("stream", "documents", "characters", "tokens", "share", "of text", "epochs"):
         table.add_column(column, justify="left" if column == "stream" else "right")
     for r in rows:
         table.add_row(
@@ -373,8 +374,19 @@ def mix_command(
             f"{r['characters']:,}",
             f"{r['tokens']:,}",
             f"{r['share']:.1%}",
+            f"{r['available_tokens']:,}",
+            f"{r['epochs']:.2f}",
         )
     console.print(table)
+    repeated = [r for r in rows if r["epochs"] > MAX_PRETRAIN_EPOCHS]
+    if repeated:
+        listed = ", ".join(f"{r['stream']} {r['epochs']:.1f}" for r in repeated)
+        print_warnings(
+            [
+                f"repeated pretraining text: {len(repeated)} stream(s) read more than {MAX_PRETRAIN_EPOCHS:g} "
+                f"epochs ({listed}); give the corpus more text or lower family.pretrain.total_tokens"
+            ]
+        )
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:

@@ -94,36 +94,47 @@ def pretraining_texts(task: Mapping[str, Any], corpus: str | None) -> Iterator[s
 def pretraining_mix(
     task: Mapping[str, Any], corpus: str | None, tokenizer: Any, total_tokens: int, seq_len: int
 ) -> list[dict[str, Any]]:
-    """What a pretraining run of ``total_tokens`` reads, per stream: documents, characters and tokens (with EOS).
+    """What a pretraining run of ``total_tokens`` reads, per stream: documents, characters and tokens (with EOS) of
+    the text it trains on, the stream's whole text in tokens (``available_tokens``) and the ``epochs`` the run
+    makes over it.
 
     Pretraining tokenises the stream in batches of 512 documents until it holds the tokens it needs, then trains
     on a seeded sample of that head's packed rows, so the shares below are the expected shares of the training
-    tokens (``read_tokens`` may exceed ``total_tokens`` by up to one batch of documents)."""
+    tokens (``read_tokens`` may exceed ``total_tokens`` by up to one batch of documents). When the whole corpus
+    holds fewer tokens than the run needs, every row is repeated ``needed / read`` times (``allow_repeat``): that
+    is each stream's epochs; otherwise a stream's epochs are the part of its text in the head (at most 1)."""
     needed = (total_tokens // seq_len) * seq_len + 1
     rows: dict[str, dict[str, Any]] = {}
     read = 0
+    in_head = True
     batch: list[tuple[str, str]] = []
 
     def flush() -> None:
         nonlocal read
         for (name, doc), n in zip(batch, _token_lengths(tokenizer, [d for _, d in batch]), strict=True):
-            row = rows.setdefault(name, {"stream": name, "documents": 0, "characters": 0, "tokens": 0})
-            row["documents"] += 1
-            row["characters"] += len(doc)
-            row["tokens"] += n
-            read += n
+            row = rows.setdefault(
+                name,
+                {"stream": name, "documents": 0, "characters": 0, "tokens": 0, "available_tokens": 0},
+            )
+            row["available_tokens"] += n
+            if in_head:
+                row["documents"] += 1
+                row["characters"] += len(doc)
+                row["tokens"] += n
+                read += n
         batch.clear()
 
-    for item in pretraining_streams(task, corpus):
+    for item in pretraining_streams(task, corpus):  # the whole corpus: a stream's epochs need its full size
         batch.append(item)
         if len(batch) == 512:
             flush()
-            if read >= needed:
-                break
+            in_head = in_head and read < needed
     if batch:
         flush()
+    repeat = max(1.0, needed / read) if read else 0.0
     for row in rows.values():
         row["share"] = row["tokens"] / read if read else 0.0
+        row["epochs"] = row["tokens"] * repeat / row["available_tokens"] if row["available_tokens"] else 0.0
     return sorted(rows.values(), key=lambda row: row["stream"])
 
 

@@ -73,7 +73,7 @@ class PretrainConfig(BaseModel):
 
     model: ModelSpec
     total_tokens: int = Field(gt=0, description="tokens to train on; the final checkpoint's budget")
-    batch_size: int = Field(default=16, ge=1, le=16, description="micro-batch, sequences")
+    batch_size: int = Field(default=16, ge=1, description="micro-batch, sequences")
     grad_accum_steps: int = Field(default=1, ge=1)
     seq_len: int = Field(default=128, ge=8)
     optimizer: Literal["adamw", "adafactor"] = "adamw"

@@ -29,6 +29,9 @@ MIN_TOKENS_PER_PARAM = 20.0
 # A cell whose step cap allows fewer epochs than this over its finetuning data is likely to stop at the cap
 # (the paper allowed up to 100 epochs, with early stopping on the dev loss).
 MIN_EPOCHS_AT_CAP = 10.0
+# Pretraining text read more often than this many epochs stops acting like fresh data (Muennighoff et al., 2023:
+# up to ~4 epochs of repeated data are about as good as unique data); ``ftscale study mix`` warns above it.
+MAX_PRETRAIN_EPOCHS = 4.0
 # Above this share of budget-bound runs the finetuning-data axis measures the budget, not data scaling.
 MAX_BUDGET_BOUND_SHARE = 0.10
 
