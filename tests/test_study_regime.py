@@ -88,8 +88,22 @@ def test_a_spec_in_regime_gets_no_warning() -> None:
         family__pretrain={"sizes": ["xs", "s", "m"], "total_tokens": total},
         methods={"fmt": {"lr": 1e-3, **stops}, "prompt": {"prompt_length": 4, **stops}, "lora": stops},
         factors__pretrain_tokens={"budgets": [total // 4, total // 2, total]},
+        task__max_source_tokens=64,
+        task__max_target_tokens=64,  # an example fits the 128-token pretraining sequences
     )
     assert plan_regime(spec).warnings == []
+
+
+def test_pretraining_shorter_than_a_finetuning_example_is_flagged() -> None:
+    spec = _spec(family__pretrain={"sizes": ["xs", "s", "m"], "total_tokens": 1000, "seq_len": 64})
+    (line,) = [w for w in plan_regime(spec).warnings if w.startswith("short pretraining sequences")]
+    assert "seq_len is 64" in line and "256+ tokens" in line  # the task's default 128 + 128
+    longer = _spec(
+        family__pretrain={"sizes": ["xs", "s", "m"], "total_tokens": 1000, "seq_len": 64},
+        task__max_source_tokens=32,
+        task__max_target_tokens=32,
+    )
+    assert not any(w.startswith("short pretraining") for w in plan_regime(longer).warnings)
 
 
 def test_unknown_tokens_of_published_models_are_unknown_not_guessed() -> None:

@@ -301,7 +301,7 @@ def plan_regime(spec: Any) -> Regime:
         if spec.family.pretrain is not None
         else "the published models' pretraining"
     )
-    warnings = tokens_warnings(models, where) + budget_warnings(cells)
+    warnings = tokens_warnings(models, where) + budget_warnings(cells) + sequence_warning(spec)
     if spec.family.pretrain is None:
         tokens = {m.pretrain_tokens for m in models if m.pretrain_tokens is not None}
         if len(tokens) > 1:
@@ -311,6 +311,20 @@ def plan_regime(spec: Any) -> Regime:
                 "the model-size axis mixes model size with pretraining data"
             )
     return Regime(models=models, cells=cells, warnings=warnings)
+
+
+def sequence_warning(spec: Any) -> list[str]:
+    """One line when our own base models pretrain on sequences shorter than a finetuning example may be (source
+    plus target tokens, before any template): positions past the pretraining length were never trained."""
+    pre = spec.family.pretrain
+    longest = spec.task.max_source_tokens + spec.task.max_target_tokens
+    if pre is None or pre.seq_len >= longest:
+        return []
+    return [
+        f"short pretraining sequences: family.pretrain.seq_len is {pre.seq_len} but a finetuning example may "
+        f"hold {longest}+ tokens (task.max_source_tokens + max_target_tokens): the base models never trained "
+        f"on those positions; raise seq_len to ≥ {longest} or lower the task's limits"
+    ]
 
 
 def planned_models(spec: Any) -> list[BaseModelRegime]:
