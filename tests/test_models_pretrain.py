@@ -316,7 +316,8 @@ def test_config_validation_names_the_field():
     with pytest.raises(SpecError, match="seq_len"):
         config(seq_len=64)
     with pytest.raises(ValueError, match="batch_size"):
-        config(batch_size=32)
+        config(batch_size=0)
+    assert config(batch_size=32).batch_size == 32  # micro-batches are not capped at 16 any more
 
 
 def test_lr_schedule_warms_up_then_decays_to_min():
