@@ -141,6 +141,7 @@ def fit_study(
 def print_findings(analysis) -> None:
     """The paper's findings as checked, each task's regime verdict first: findings out of regime describe the
     budget, not finetuning."""
+    from ftscale.cli.study import print_warnings
     from ftscale.report import tables
 
     for task in analysis.tasks:
@@ -148,8 +149,7 @@ def print_findings(analysis) -> None:
         color = "green" if verdict.startswith("In regime") else "yellow"
         console.print(f"[{color}]regime[/] {task}: ", end="")
         console.print(verdict, markup=False)
-        for warning in analysis.regime[task].warnings if task in analysis.regime else []:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        print_warnings(analysis.regime[task].warnings if task in analysis.regime else [])
     colors = {"confirms": "green", "refutes": "red", "cannot tell": "yellow"}
     for f in analysis.findings:
         color = colors.get(f.verdict, "white")
