@@ -1,9 +1,9 @@
 """The README's main job, end to end: ``ftscale demo`` runs the tiny study, fits it and writes the report.
 
-This is the full ``tiny`` preset (108 finetuning runs, about 6 minutes on 2 idle cores), not a cut-down version.
-It also checks the preset shows real scaling: the fitted model-size and pretraining exponents α_m, α_p are positive
-for every method, and so is the finetuning-data exponent β of FMT and LoRA, each with a 95 % bootstrap interval that
-excludes 0. Prompt tuning's β is about 0 at this scale (see the test).
+This is the full ``tiny`` preset (108 finetuning runs), not a cut-down version. It checks that the demo is a study
+in the paper's regime, as its report says: every base model read at least 20 pretraining tokens per parameter, the
+ladder is ordered by validation loss, and fewer than 10 % of the runs were ended by their budget rather than by
+early stopping. What the fitted laws then find is what the report says; the test does not ask for a verdict.
 """
 
 from __future__ import annotations
@@ -56,21 +56,35 @@ def test_demo_writes_a_complete_report(demo_dir: Path) -> None:
     assert counts == {("fmt", "done"): 28, ("lora", "done"): 40, ("prompt", "done"): 40, ("base", "done"): 7}
 
 
-def test_demo_shows_real_scaling(demo_dir: Path) -> None:
+def test_demo_is_in_regime(demo_dir: Path) -> None:
+    analysis = json.loads((demo_dir / "report" / "analysis.json").read_text())
+    (regime,) = analysis["regime"].values()
+    thresholds = regime["thresholds"]
+    models = regime["base_models"]
+    assert [m["name"] for m in models] == ["t1", "t2", "t3", "t4"]
+    assert (
+        len({m["pretrain_tokens"] for m in models}) == 1
+    )  # every size reads the same tokens, as the paper's
+    assert all(m["tokens_per_param"] >= thresholds["min_tokens_per_param"] for m in models), models
+    losses = [m["val_loss"] for m in models]
+    assert regime["ladder_ordered"] and losses == sorted(losses, reverse=True), losses
+    assert regime["budget_bound_runs"] == 108
+    assert regime["budget_bound_share"] < thresholds["max_budget_bound_share"], regime["budget_bound"]
+    assert regime["warnings"] == []
+    report = (demo_dir / "report" / "report.md").read_text()
+    assert "Regime: are these runs evidence about finetuning?" in report
+    assert "\nIn regime." in report
+
+
+def test_demo_fits_every_law(demo_dir: Path) -> None:
+    """Every method's model-size and pretraining laws are fitted with a bootstrap interval for each exponent,
+    whatever their sign."""
     analysis = json.loads((demo_dir / "report" / "analysis.json").read_text())
     for method in ("fmt", "prompt", "lora"):
-        alpha_m = _ci(analysis, method, "model_size", "alpha")
-        assert alpha_m["estimate"] > 0 and alpha_m["low"] > 0, (method, alpha_m)
-        alpha_p = _ci(analysis, method, "pretrain_tokens", "alpha")
-        assert alpha_p["estimate"] > 0 and alpha_p["low"] > 0, (method, alpha_p)
-    for method in ("fmt", "lora"):
-        beta = _ci(analysis, method, "model_size", "beta")
-        assert beta["estimate"] > 0 and beta["low"] > 0, (method, beta)
-    # Prompt tuning's data exponent is the paper's smallest; here it is ~0 (CI about [-0.002, 0.04]), as in the
-    # real-data En-De study: an 8-vector prompt on these models gains almost nothing past ~25 examples. The
-    # paper's ordering still holds: FMT is more data-hungry than prompt tuning.
-    beta_prompt, beta_fmt = (_ci(analysis, m, "model_size", "beta")["estimate"] for m in ("prompt", "fmt"))
-    assert beta_prompt < beta_fmt
+        for factor in ("model_size", "pretrain_tokens"):
+            for param in ("alpha", "beta"):
+                row = _ci(analysis, method, factor, param)
+                assert row["low"] <= row["estimate"] <= row["high"], (method, factor, param, row)
 
 
 def test_demo_reruns_without_work(demo_dir: Path) -> None:

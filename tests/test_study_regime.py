@@ -19,6 +19,7 @@ from ftscale.study.driver import run_study
 from ftscale.study.plan import build_plan
 from ftscale.study.regime import (
     MAX_BUDGET_BOUND_SHARE,
+    MIN_EPOCHS_AT_CAP,
     MIN_TOKENS_PER_PARAM,
     budget_bound_flags,
     plan_regime,
@@ -241,4 +242,16 @@ def test_share_at_the_threshold_is_in_regime() -> None:
     )
     regime = results_regime(frame)
     assert regime.budget_bound_share == pytest.approx(MAX_BUDGET_BOUND_SHARE)
+    assert regime.warnings == []
+
+
+def test_the_tiny_preset_is_planned_in_regime() -> None:
+    """The demo's preset: every size reads the same pretraining tokens, at least 20 per parameter of the largest,
+    and every finetuning cell's budget allows at least 10 epochs, so a run ends by early stopping, not by its cap."""
+    from ftscale.study.spec import load_spec
+
+    regime = plan_regime(load_spec(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"))
+    assert len({m.pretrain_tokens for m in regime.models}) == 1
+    assert min(m.tokens_per_param for m in regime.models) >= MIN_TOKENS_PER_PARAM
+    assert min(cell.epochs for cell in regime.cells) >= MIN_EPOCHS_AT_CAP
     assert regime.warnings == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ftscale.models.family import family, spec_parameter_counts
 from ftscale.study import jobs
 from ftscale.study.driver import run_study
 from ftscale.study.executors import JobContext
@@ -72,6 +73,10 @@ MICRO = {
 }
 
 
+# X of the model-size factor: the ladder's analytic non-embedding counts (they do not depend on the vocabulary)
+NON_EMBEDDING = [spec_parameter_counts(family("demo")[size]).non_embedding for size in ("t1", "t2")]
+
+
 @pytest.fixture(scope="module")
 def micro_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     study_dir = tmp_path_factory.mktemp("micro") / "study"
@@ -92,7 +97,7 @@ def test_every_job_runs_and_records_metrics(micro_study: Path) -> None:
         for p, loss in zip(table["ppl"], table["loss"], strict=True)
     )
     # X of the model-size factor comes from the pretraining job's exact non-embedding count
-    assert sorted(table["model_params"].unique()) == [22176, 49240]
+    assert sorted(table["model_params"].unique()) == NON_EMBEDDING
     # PET parameters never enter X, and their trainable count grows with the PET size
     lora = (
         table[(table["method"] == "lora") & table["in_pet_size"]]
@@ -140,7 +145,7 @@ def test_baselines_are_scored_like_the_runs(micro_study: Path) -> None:
     ):
         assert base[column].notna().all(), column
     assert (base["trainable_params"] == 0).all() and base["ft_examples"].isna().all()
-    assert sorted(base["model_params"].unique()) == [22176, 49240]  # as the runs on the same bases
+    assert sorted(base["model_params"].unique()) == NON_EMBEDDING  # as the runs on the same bases
     # the same test set: loss over the same number of target tokens as every run on that tokenizer
     assert set(base["n_test_tokens"]) == set(runs["n_test_tokens"])
     # the base model of the study belongs to every factor; the smaller budget's checkpoint to pretraining only

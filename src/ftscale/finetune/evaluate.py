@@ -217,7 +217,7 @@ def evaluate_model(
     zero_shot: dict[str, tuple[Sequence[Sequence[int]], Sequence[str]]] | None = None,
     few_shot: dict[int, tuple[Sequence[Sequence[int]], Sequence[str]]] | None = None,
     max_new_tokens: int = 128,
-    batch_size: int = 16,
+    batch_size: int = 32,  # generation batch; decoding 32 prompts at once took half the time of 2 × 16 on CPU
 ) -> EvalResult:
     """Evaluate ``model`` (finetuned, or the base model as the no-finetuning baseline).
 
