@@ -11,6 +11,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Tests never read or fill the user's family cache (a study would reuse base models built by other code); the
+# cache's own tests give their studies a cache directory of their own (execution.family_cache).
+os.environ.setdefault("FTSCALE_FAMILY_CACHE", "off")
+
 
 def shared_data_dir() -> Path:
     """Where the shared reference data lives: $FTSCALE_SHARED_DATA or ../shared/data beside the repo."""

@@ -12,6 +12,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
+from ftscale.cli.cache import cache_app
 from ftscale.cli.demo import demo_command
 from ftscale.cli.fit import fit_command
 from ftscale.cli.report import advise as advise_command
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(study_app, name="study")
+app.add_typer(cache_app, name="cache")
 app.command("report")(report_command)
 app.command("advise")(advise_command)
 app.command("fit")(fit_command)

@@ -122,6 +122,12 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool, retry_fa
         spec_text=resolve_spec_path("tiny").read_text(encoding="utf-8"),
         retry_failed=retry_failed,
     )
+    if summary.reused:
+        console.print(
+            f"{summary.reused} pretrained family jobs reused from the family cache {summary.cache} "
+            "('ftscale cache list')",
+            highlight=False,
+        )
     if summary.failed:
         from ftscale.cli.study import print_failures
 

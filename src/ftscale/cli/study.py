@@ -81,6 +81,7 @@ def run_command(
     console.print(
         f"study {spec.name}: {summary.done}/{summary.total} jobs done, {summary.failed} failed "
         f"({summary.executed} attempts in this run) → {study_dir}"
+        + (f"; {summary.reused} family jobs reused from {summary.cache}" if summary.reused else "")
         + (f"; jobs after '{until}' left for a run without --until" if until else ""),
         highlight=False,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftscale.errors import UserError
+from ftscale.study.cache import CACHE_ENV, FAMILY_KINDS, cache_root, link_job_dir, read_entry
 from ftscale.study.executors import (
     JobContext,
     JobFunction,
@@ -65,6 +66,9 @@ class RunSummary:
     done: int
     failed: int
     executed: int
+    # family jobs found finished in the family cache (built by another study or an earlier run), and the cache
+    reused: int = 0
+    cache: Path | None = None
     failed_jobs: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     final: set[str] = field(default_factory=set)
@@ -170,7 +174,12 @@ def run_study(
         store.reset_failed([job.id for job in plan.jobs], include_final=retry_failed)
         _rerun_jobs_with_missing_outputs(plan, store, notify)
         kinds = KINDS[: KINDS.index(until) + 1] if until is not None else KINDS  # type: ignore[arg-type]
-        return _Driver(plan, store, job_fn, backend, workers, address, max_retries, progress, kinds).run()
+        # Only the library's own jobs go to the family cache: a stand-in job function (tests) must never leave
+        # entries that a real study would take for trained models.
+        cache = cache_root(spec.execution.family_cache) if job_fn is run_job else None
+        return _Driver(
+            plan, store, job_fn, backend, workers, address, max_retries, progress, kinds, cache=cache
+        ).run()
     finally:
         store.close()
 
@@ -231,7 +240,13 @@ def reset_jobs(study_dir: str | Path, selectors: list[str]) -> list[dict[str, An
         by_id = {row["id"]: row for row in rows}
         targets = [by_id[job_id] for job_id in reset]
         for row in targets:
-            shutil.rmtree(store.study_dir / "jobs" / job_dir_for(row["kind"], row["id"]), ignore_errors=True)
+            job_dir = store.study_dir / "jobs" / job_dir_for(row["kind"], row["id"])
+            if job_dir.is_symlink():
+                # a family job kept in the family cache: only this study's link goes; the next run relinks
+                # the finished entry (the same inputs give the same model) or resumes a partial one
+                job_dir.unlink()
+            else:
+                shutil.rmtree(job_dir, ignore_errors=True)
         store.invalidate(list(reset), reason="reset by 'ftscale study reset'")
         return sorted(targets, key=lambda r: r["plan_order"])
 
@@ -248,6 +263,7 @@ class _Driver:
         max_retries: int,
         progress: bool,
         kinds: tuple[str, ...] = KINDS,
+        cache: Path | None = None,
     ) -> None:
         self.plan = plan
         self.kinds = kinds
@@ -263,6 +279,38 @@ class _Driver:
         self.device = execution.device
         self.attempts_this_run: dict[str, int] = {}
         self.executed = 0
+        self.reused: list[str] = []  # family jobs found finished in the family cache
+        self.cache = cache
+
+    def _use_cache(self, job: Any) -> bool:
+        """Link a family job's directory to its cache entry (when the cache is on); True when the job then runs
+        in the cache."""
+        if self.cache is None or job.kind not in FAMILY_KINDS:
+            return False
+        link = self.store.study_dir / "jobs" / job_dir_name(job)
+        entry = self.cache / job_dir_name(job)
+        try:
+            return link_job_dir(link, entry) == entry
+        except OSError as exc:
+            raise UserError(
+                f"{entry}: cannot use the family cache ({exc.strerror or exc}); set execution.family_cache or "
+                f"${CACHE_ENV} to a writable directory, or to 'off'"
+            ) from None
+
+    def _reuse(self, job: Any, status: dict[str, str], view: Any) -> bool:
+        """Record a family job whose cache entry another study (or an earlier run) finished, without running it."""
+        if not self._use_cache(job):
+            return False
+        record = read_entry(self.cache / job_dir_name(job))  # type: ignore[operator]
+        if record is None:
+            return False
+        self.store.mark_running(job.id)
+        entry = {"family_cache": str(self.cache / job_dir_name(job))}  # type: ignore[operator]
+        self._record(job.id, Outcome(ok=True, metrics=record["metrics"], environment=entry), status)
+        self.reused.append(job.id)
+        view.job_started(job)
+        view.job_ended(job, status[job.id])
+        return True
 
     def _context(self, job_id: str, attempt: int, threads: int) -> JobContext:
         job = self.plan.by_id[job_id]
@@ -280,6 +328,7 @@ class _Driver:
             attempt=attempt,
             threads=threads,
             device=self.device,
+            cached=(jobs_dir / job_dir_name(job)).is_symlink(),
         )
 
     def _block_dependents(self, failed_id: str, status: dict[str, str]) -> None:
@@ -323,6 +372,8 @@ class _Driver:
                                 continue
                             if not all(status[dep] == "done" for dep in job.deps):
                                 continue
+                            if self._reuse(job, status, view):
+                                continue
                             attempt = self.store.mark_running(job.id)
                             self.attempts_this_run[job.id] = self.attempts_this_run.get(job.id, 0) + 1
                             status[job.id] = "running"
@@ -356,6 +407,8 @@ class _Driver:
             done=sum(1 for s in final.values() if s == "done"),
             failed=len(failed_rows),
             executed=self.executed,
+            reused=len(self.reused),
+            cache=self.cache,
             failed_jobs={row["id"]: row["reason"] or "" for row in failed_rows},
             labels={row["id"]: row["label"] for row in failed_rows},
             final={row["id"] for row in failed_rows if row["failure_kind"] == "final"},

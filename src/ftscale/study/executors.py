@@ -51,6 +51,7 @@ class JobContext:
     attempt: int = 1
     threads: int = 1
     device: str = "auto"
+    cached: bool = False  # a family job whose directory is an entry of the family cache (``study.cache``)
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """Best-effort progress of the current job (shown when the job runs in the driver's process)."""

@@ -48,7 +48,18 @@ def run_job(ctx: JobContext) -> Mapping[str, Any]:
         "baseline": _baseline_job,
         "finetune": _finetune_job,
     }
-    return runners[ctx.kind](ctx)
+    runner = runners[ctx.kind]
+    if ctx.cached:
+        from ftscale.study.cache import run_cached
+
+        return run_cached(
+            ctx.kind,
+            ctx.params,
+            ctx.work_dir,
+            lambda: runner(ctx),
+            on_wait=lambda: ctx.report_progress(0.0, "waiting: another study is building it"),
+        )
+    return runner(ctx)
 
 
 def preflight(spec: Any) -> None:

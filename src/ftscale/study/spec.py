@@ -160,6 +160,9 @@ class ExecutionSpec(_Strict):
     threads: PositiveInt | None = None
     cpus_per_job: PositiveInt = 1
     gpus_per_job: Annotated[float, Field(ge=0)] = 0.0
+    # Where pretrained families are kept and shared between studies (ftscale.study.cache): a directory, or
+    # "off" to keep every job in the study directory; unset: $FTSCALE_FAMILY_CACHE, else the user's cache dir.
+    family_cache: str | None = None
 
 
 class StudySpec(_Strict):
