@@ -143,3 +143,14 @@ def test_a_partial_entry_is_resumed_by_the_next_study(tmp_path: Path) -> None:
     again = run_study(_spec(str(cache)), tmp_path / "b", run_job, progress=False)
     assert again.failed == 0 and again.reused == 1  # the tokenizer; the pretraining job ran in its entry
     assert read_entry(pretrain.path) is not None and (pretrain.path / "ckpt-8192").is_dir()
+
+
+def test_a_relative_cache_directory_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Study directories link to entries; a relative link target would resolve from the link's own folder."""
+    from ftscale.study.cache import cache_root
+
+    monkeypatch.chdir(tmp_path)
+    assert cache_root("families") == tmp_path.resolve() / "families"
+    monkeypatch.setenv("FTSCALE_FAMILY_CACHE", "rel/cache")
+    assert cache_root() == tmp_path.resolve() / "rel" / "cache"
+    assert cache_root("off") is None

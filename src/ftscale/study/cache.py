@@ -43,7 +43,8 @@ def cache_root(setting: str | None = None) -> Path | None:
     if value is not None and value.strip().lower() in OFF_VALUES:
         return None
     if value and value.strip():
-        return Path(value.strip()).expanduser()
+        # absolute: study directories link to entries, and a relative link target would resolve from the link
+        return Path(value.strip()).expanduser().resolve()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("ftscale")) / "families"
@@ -203,6 +204,11 @@ def remove_entries(root: Path, names: list[str]) -> list[CacheEntry]:
             raise UserError(f"{root}: {name!r} matches {len(hits)} entries; give more of the name")
         chosen += hits
     for entry in chosen:
-        with entry_lock(entry.path, wait=False):
-            shutil.rmtree(entry.path)
+        try:
+            with entry_lock(entry.path, wait=False):
+                shutil.rmtree(entry.path)
+        except OSError as exc:
+            raise UserError(
+                f"{entry.path}: cannot remove it ({exc.strerror or exc}); check the cache directory's permissions"
+            ) from None
     return chosen
