@@ -71,6 +71,21 @@ def mini_data(tmp_path: Path) -> Path:
             root / "csl_title_zh" / f"ts_{split}.tsv.gz",
             "".join(f"to title\t摘要{split}{i}。\t标题{i}\n" for i in range(n)),
         )
+    # monolingual text: articles and a novel, one paragraph per line
+    for folder, lang in (("wikipedia_en", "en"), ("wikipedia_zh", "zh")):
+        articles = [
+            {"id": str(i), "title": f"A{i}", "text": f"{lang} article {i}.\n\nSecond {i}."} for i in range(3)
+        ]
+        gz(
+            root / folder / "part0.jsonl.gz",
+            "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in articles),
+        )
+    novel = {
+        "id": "DEU001",
+        "title": "Roman",
+        "text": "\n".join(f"Absatz {i} des Romans." for i in range(10)),
+    }
+    gz(root / "eltec_de" / "eltec_deu.jsonl.gz", json.dumps(novel, ensure_ascii=False) + "\n")
     return root
 
 
@@ -211,11 +226,10 @@ def test_pretraining_corpus_on_miniature(mini_data: Path) -> None:
     }
     chinese_lines = {line for doc in corpus.documents["zh"] for line in doc.splitlines()}
     assert chinese_lines and not held_out & chinese_lines
-    assert set(corpus.sources["de"]) == {"multi30k", "klexikon-wiki"}
-    assert set(corpus.sources["en"]) == {"multi30k", "tatoeba"} and set(corpus.sources["zh"]) == {
-        "tatoeba",
-        "csl",
-    }
+    assert set(corpus.sources["de"]) == {"multi30k", "klexikon-wiki", "eltec"}
+    assert set(corpus.sources["en"]) == {"multi30k", "tatoeba", "wikipedia"}
+    assert set(corpus.sources["zh"]) == {"tatoeba", "csl", "wikipedia"}
+    assert "en article 2.\nSecond 2." in corpus.by_source["en"]["wikipedia"]
     german = "\n".join(corpus.documents["de"])
     assert "de sentence 3. train" in german and "val" not in german and "test" not in german
     assert "Wiki eins 0." in german and "Wiki eins 8." not in german
@@ -225,6 +239,73 @@ def test_pretraining_corpus_on_miniature(mini_data: Path) -> None:
     assert cut.char_counts()["de"] == 50
     with pytest.raises(UserError, match="no real monolingual text for 'fr'"):
         pretraining_corpus(mini_data, langs=("fr",))
+
+
+def test_monolingual_text_is_cut_into_pieces_at_paragraphs(mini_data: Path) -> None:
+    from ftscale.data.datasets.monolingual import monolingual_documents, paragraph_pieces
+
+    assert list(paragraph_pieces("a\n\nbb\ncc\n" + "d" * 9, max_chars=6)) == ["a\nbb", "cc", "d" * 9]
+    pieces = monolingual_documents(mini_data, "de", "eltec", max_chars=50)
+    assert "\n".join(pieces) == "\n".join(f"Absatz {i} des Romans." for i in range(10))
+    assert len(pieces) > 1 and all(len(p) <= 50 for p in pieces)
+    gz(mini_data / "wikipedia_zh" / "part0.jsonl.gz", '{"id": "1"}\n')
+    with pytest.raises(DataError, match=r"part0.jsonl.gz:1: no 'text' string"):
+        monolingual_documents(mini_data, "zh", "wikipedia")
+    (mini_data / "wikipedia_zh" / "part0.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="cannot read gzipped JSONL"):
+        monolingual_documents(mini_data, "zh", "wikipedia")
+    import shutil
+
+    shutil.rmtree(mini_data / "eltec_de")
+    with pytest.raises(DataError, match="eltec_de: data set folder not found"):
+        pretraining_corpus(mini_data, langs=("de",))
+
+
+def test_shared_validation_text_is_dev_text_of_every_source(mini_data: Path) -> None:
+    from ftscale.data.datasets.pretraining import shared_validation_texts
+
+    options = {"tatoeba-en-zh": {"n_dev": 5, "n_test": 5}}
+    texts = shared_validation_texts(mini_data, ["de", "en"], task_options=options)
+    assert texts[:2] == ["en sentence 0. val", "de sentence 0. val"]  # interleaved: every source in the head
+    assert any(t.startswith("Sentence") for t in texts) and any(t.startswith("Wiki eins") for t in texts)
+    corpus = pretraining_corpus(mini_data, langs=("en", "de"), task_options=options)
+    trained = {line for docs in corpus.documents.values() for doc in docs for line in doc.splitlines()}
+    assert not set(texts) & trained
+
+
+def test_a_shared_family_reads_its_corpus_and_held_out_text(mini_data: Path, tmp_path: Path) -> None:
+    """The pretraining job of a shared-corpus family takes its documents and validation text from what its
+    tokenizer job recorded (languages, data directory), not from any task."""
+    from types import SimpleNamespace
+
+    from ftscale.study.jobs import CORPUS_MARKER, _corpus_of_pretrain
+
+    tokenizer_dir = tmp_path / "tokenizer-job"
+    tokenizer_dir.mkdir()
+    shared = {"langs": ["de"], "data_dir": str(mini_data), "version": 2}
+    (tokenizer_dir / CORPUS_MARKER).write_text(
+        json.dumps({"task": None, "corpus": "shared", "shared": shared})
+    )
+    ctx = SimpleNamespace(dep_dirs={"tok": tokenizer_dir})
+    texts, val = _corpus_of_pretrain(ctx, "shared")
+    docs = list(texts)
+    assert any("Absatz 3 des Romans." in d for d in docs) and any("Wiki eins 0." in d for d in docs)
+    assert val and not {line for d in docs for line in d.splitlines()} & set(val)
+    (tokenizer_dir / CORPUS_MARKER).unlink()
+    with pytest.raises(UserError, match=f"{CORPUS_MARKER}: missing"):
+        _corpus_of_pretrain(ctx, "shared")
+
+
+def test_task_languages_are_known_without_loading(mini_data: Path) -> None:
+    from ftscale.data.datasets.registry import task_languages
+
+    options = {"tatoeba-en-zh": {"n_dev": 5, "n_test": 5}, "csl-zh": {"n_dev": 5}}
+    for name in ("multi30k-en-de", "multi30k-fr-de", "tatoeba-en-zh", "klexikon-de", "csl-zh"):
+        languages = load_task(name, mini_data, **options.get(name, {})).task.languages
+        assert set(task_languages(name)) == set(languages), name
+    assert task_languages("synthetic-sum-de") == ("de",) and task_languages("wmt19-en-zh") == ("en", "zh")
+    with pytest.raises(UserError, match="unknown task 'nope'"):
+        task_languages("nope")
 
 
 # ---- synthetic -----------------------------------------------------------------------------------------------
@@ -307,7 +388,7 @@ def test_real_pretraining_corpus_counts(shared_data: Path) -> None:
     n_bytes = sum(len(doc.encode()) for doc in corpus.documents["zh"])
     assert 0 < tokens["zh"] < n_bytes  # at worst one token per UTF-8 byte
     assert "de:" in corpus.summary(tok) and "tokens" in corpus.summary(tok)
-    assert set(corpus.sources["de"]) <= {"klexikon-wiki", "multi30k"}
+    assert set(corpus.sources["de"]) <= {"klexikon-wiki", "multi30k", "eltec"}
     # (That held-out Klexikon/Tatoeba/CSL examples stay out is checked on the miniature data above.)
 
 

@@ -112,6 +112,29 @@ def test_twenty_steps_lower_the_dev_loss(method, data):
     assert [row[0] for row in result.history] == [0, 10, 20]
 
 
+def test_eval_every_epochs_evaluates_small_data_more_often(data):
+    """A fixed cadence in steps at large D_f, at least once per ``eval_every_epochs`` at small D_f."""
+    from ftscale.finetune.params import eval_cadence
+
+    assert eval_cadence(1600, 16, 25, 1.0) == 25 and eval_cadence(200, 16, 25, 1.0) == 13
+    assert eval_cadence(50, 16, 25, 1.0) == 4 and eval_cadence(50, 16, 25, 0.1) == 1
+    assert eval_cadence(50, 16, 25, None) == 25
+    train, dev = data
+    method = MethodConfig(method="fmt")
+    model, _ = prepare_model(tiny_model(), method)
+    per_epoch = -(-len(train) // method.batch_size)
+    config = FinetuneConfig(
+        method=method,
+        max_steps=3 * per_epoch,
+        eval_every=100,
+        eval_every_epochs=1.0,
+        patience=None,
+        device="cpu",
+    )
+    result = finetune(model, train, dev, config, progress=False)
+    assert [row[0] for row in result.history] == [0, per_epoch, 2 * per_epoch, 3 * per_epoch]
+
+
 def _reverse_task(n: int, seed: int) -> list:
     """Targets are the source words in reverse order: early steps learn the format and vocabulary, which helps
     on the copy task too; later steps learn to reverse, which hurts on it."""

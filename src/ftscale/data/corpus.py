@@ -64,18 +64,32 @@ def balanced(streams: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
         yield name, doc
 
 
+def shared_family_corpus(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the shared corpus of a task's base family is made of: its languages (the task's and English) and the
+    data directory. Two tasks with the same languages share one family (``small`` and ``small-sum``)."""
+    from ftscale.data.datasets.registry import task_languages
+
+    return {"langs": sorted(set(task_languages(task["name"])) | {"en"}), "data_dir": task.get("data_dir")}
+
+
+def shared_streams(corpus: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``("<lang>/<source>", document)`` pairs of the shared corpus described by :func:`shared_family_corpus`,
+    every stream mixed evenly by characters."""
+    from ftscale.data.datasets import pretraining_corpus
+
+    langs = corpus["langs"]
+    shared = pretraining_corpus(corpus.get("data_dir"), langs=langs, seed=0)
+    return balanced(
+        {f"{lang}/{name}": docs for lang in langs for name, docs in shared.by_source[lang].items()}
+    )
+
+
 def pretraining_streams(task: Mapping[str, Any], corpus: str | None) -> Iterator[tuple[str, str]]:
     """``(stream, document)`` pairs in the order the base family reads them; the stream is ``"<lang>/<source>"``
     for the shared corpus and the language for the task's own text (see ``pretraining_texts``)."""
-    data = task_data(task)
     if corpus == "shared":
-        from ftscale.data.datasets import pretraining_corpus
-
-        langs = sorted({lang for lang in data.task.languages} | {"en"})
-        shared = pretraining_corpus(task.get("data_dir"), langs=langs, seed=0)
-        return balanced(
-            {f"{lang}/{name}": docs for lang in langs for name, docs in shared.by_source[lang].items()}
-        )
+        return shared_streams(shared_family_corpus(task))
+    data = task_data(task)
     if not data.pretraining_text:
         raise UserError(
             f"task {task['name']!r} has no pretraining text of its own; set family.pretrain.corpus: shared"

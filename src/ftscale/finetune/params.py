@@ -37,6 +37,8 @@ class MethodParams(BaseModel):
     max_steps: PositiveInt = 1000
     max_epochs: PositiveInt = paper.MAX_EPOCHS
     eval_every: PositiveInt = 50
+    # also evaluate at least this often in epochs (small D_f: a run must not overfit between two evaluations)
+    eval_every_epochs: PositiveFloat | None = None
     patience: PositiveInt = 5
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
@@ -58,6 +60,26 @@ def planned_steps(n_examples: int, batch_size: int, max_steps: int, max_epochs: 
         per_epoch = math.ceil(max(1, n_examples) / batch_size)
         steps = min(steps, max(1, math.ceil(max_epochs * per_epoch)))
     return steps
+
+
+# Fields added after studies existed: a job's params leave them out while unset, so that the jobs of earlier
+# studies keep their ids (and a study resumes instead of rerunning).
+ADDED_WHEN_SET = ("eval_every_epochs",)
+
+
+def job_method_config(params: MethodParams) -> dict[str, Any]:
+    """A method's parameters as a finetuning job carries them (JSON; see :data:`ADDED_WHEN_SET`)."""
+    dumped = params.model_dump(mode="json")
+    return {k: v for k, v in dumped.items() if not (k in ADDED_WHEN_SET and v is None)}
+
+
+def eval_cadence(n_examples: int, batch_size: int, eval_every: int, eval_every_epochs: float | None) -> int:
+    """Steps between two dev evaluations: ``eval_every``, or fewer where ``eval_every_epochs`` of the run's data
+    take fewer steps (at least one). A fixed cadence in examples at large D_f, a fraction of an epoch at small."""
+    if eval_every_epochs is None:
+        return eval_every
+    per_epoch = math.ceil(max(1, n_examples) / batch_size)
+    return max(1, min(eval_every, round(eval_every_epochs * per_epoch)))
 
 
 class FmtParams(MethodParams):

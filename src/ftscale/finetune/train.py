@@ -23,7 +23,7 @@ from ftscale.errors import DataError
 from ftscale.finetune.batches import bucketed_batches, contiguous_head_input, target_nll_sum
 from ftscale.finetune.evaluate import batches_loss
 from ftscale.finetune.methods import MethodConfig, merged_lora
-from ftscale.finetune.params import MethodParams, default_of, planned_steps
+from ftscale.finetune.params import MethodParams, default_of, eval_cadence, planned_steps
 from ftscale.models.runtime import resolve_device
 
 
@@ -32,7 +32,8 @@ class FinetuneConfig(BaseModel):
     200K steps or 100 epochs), or when the dev loss has not improved for ``patience`` evaluations.
 
     The learning rate warms up linearly for ``warmup_steps`` and then follows a cosine to zero at the last step
-    (the paper reuses a cosine schedule). ``eval_every`` steps the dev loss is measured and the best weights kept.
+    (the paper reuses a cosine schedule). Every ``eval_every`` steps (or ``eval_every_epochs`` epochs, if that
+    is sooner) the dev loss is measured and the best weights kept.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +43,7 @@ class FinetuneConfig(BaseModel):
     max_epochs: float | None = Field(default_of("fmt", "max_epochs"), gt=0)  # None: no epoch limit
     warmup_steps: int = Field(0, ge=0)
     eval_every: int = Field(default_of("fmt", "eval_every"), ge=1)
+    eval_every_epochs: float | None = Field(default_of("fmt", "eval_every_epochs"), gt=0)
     # evaluations without improvement; None disables early stopping
     patience: int | None = Field(default_of("fmt", "patience"), ge=1)
     eval_batch_size: int = Field(16, ge=1)  # small batches of length-sorted examples waste little padding
@@ -53,7 +55,9 @@ class FinetuneConfig(BaseModel):
     @classmethod
     def from_params(cls, params: MethodParams, **run: object) -> FinetuneConfig:
         """The config of a run with a study's typed method parameters; ``run`` adds ``device``, ``seed``, ..."""
-        stops = params.model_dump(include={"max_steps", "max_epochs", "eval_every", "patience"})
+        stops = params.model_dump(
+            include={"max_steps", "max_epochs", "eval_every", "eval_every_epochs", "patience"}
+        )
         return cls(method=MethodConfig.from_params(params), **stops, **run)
 
     @model_validator(mode="after")
@@ -132,6 +136,7 @@ def finetune(
         fused=True,  # one kernel over all parameters, on CPU too: LoRA has two small tensors per projection
     )
     total_steps = planned_steps(len(train), method.batch_size, config.max_steps, config.max_epochs)
+    eval_every = eval_cadence(len(train), method.batch_size, config.eval_every, config.eval_every_epochs)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, min(config.warmup_steps, total_steps - 1), total_steps
     )
@@ -194,7 +199,7 @@ def finetune(
             if on_step is not None:
                 on_step(step, total_steps)
 
-            if step % config.eval_every != 0 and step != total_steps:
+            if step % eval_every != 0 and step != total_steps:
                 continue
             # -- evaluation: the only place the host waits for the device ------------------------------------
             if first_bad_step.item() >= 0:

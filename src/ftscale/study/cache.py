@@ -68,8 +68,13 @@ def _describe(kind: str, params: Mapping[str, Any]) -> str:
         return (
             f"pretrain {params.get('size')} · {pre.get('ladder')} ladder · {pre.get('total_tokens'):,} tokens"
         )
-    task = params.get("task", {}).get("name", "?")
-    return f"tokenizer · {task} · vocabulary {params.get('tokenizer', {}).get('vocab_size')}"
+    shared = params.get("shared")
+    source = (
+        f"shared corpus {'+'.join(shared['langs'])}"
+        if shared
+        else (params.get("task") or {}).get("name", "?")
+    )
+    return f"tokenizer · {source} · vocabulary {params.get('tokenizer', {}).get('vocab_size')}"
 
 
 @contextmanager

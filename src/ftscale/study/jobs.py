@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ftscale.data.corpus import pretraining_texts, task_data, validation_texts
+from ftscale.data.corpus import pretraining_texts, shared_streams, task_data, validation_texts
 from ftscale.errors import UserError
 from ftscale.finetune.params import MethodParams, method_params
 from ftscale.finetune.prepare import (
@@ -30,6 +30,9 @@ from ftscale.study.executors import FinalFailure, JobContext
 from ftscale.study.spec import EvaluationSpec, PretrainSpec
 
 TOKENIZER_DIR = "tokenizer"
+# What the tokenizer job read, for the pretraining jobs that depend on it (named before families could be shared
+# between tasks; the name stays so that families already in a cache still resolve).
+CORPUS_MARKER = "task.json"
 
 
 # Sequences must hold the longest formatted example (template + source + target) plus soft-prompt tokens.
@@ -127,20 +130,27 @@ def _tokenizer_job(ctx: JobContext) -> Mapping[str, Any]:
     from ftscale.data.tokenizer import tokenizer_hash, train_tokenizer
 
     params = ctx.params
-    data = task_data(params["task"])
-    texts = list(data.tokenizer_texts())
-    # Add pretraining text so the vocabulary covers what the base models read, capped to keep this fast.
-    budget = 4_000_000
-    for doc in pretraining_texts(params["task"], params.get("corpus")):
+    if params.get("corpus") == "shared":
+        # a family of the shared corpus serves every task of its languages: its tokenizer reads that corpus only
+        texts, budget = [], 8_000_000
+        docs: Iterable[str] = (doc for _, doc in shared_streams(params["shared"]))
+    else:
+        texts = list(task_data(params["task"]).tokenizer_texts())
+        # add pretraining text so the vocabulary covers what the base models read, capped to keep this fast
+        budget = 4_000_000
+        docs = pretraining_texts(params["task"], params.get("corpus"))
+    for doc in docs:
         texts.append(doc)
         budget -= len(doc)
         if budget <= 0:
             break
     tokenizer = train_tokenizer(texts, vocab_size=params["tokenizer"]["vocab_size"])
     tokenizer.save_pretrained(ctx.work_dir / TOKENIZER_DIR)
-    # Pretraining jobs read their corpus through this job (their ids hash its id, so the task is covered).
-    (ctx.work_dir / "task.json").write_text(
-        json.dumps({"task": params["task"], "corpus": params.get("corpus")})
+    # Pretraining jobs read their corpus through this job (their ids hash its id, so the corpus is covered).
+    (ctx.work_dir / CORPUS_MARKER).write_text(
+        json.dumps(
+            {"task": params.get("task"), "corpus": params.get("corpus"), "shared": params.get("shared")}
+        )
     )
     return {"vocab_size": len(tokenizer), "tokenizer_hash": tokenizer_hash(tokenizer), "n_texts": len(texts)}
 
@@ -178,9 +188,7 @@ def _pretrain_job(ctx: JobContext) -> Mapping[str, Any]:
         seed=pre.seed,
         device=ctx.device,
     )
-    task = _task_of_pretrain(ctx)
-    texts = pretraining_texts(task, pre.corpus)
-    val_texts = validation_texts(task)
+    texts, val_texts = _corpus_of_pretrain(ctx, pre.corpus)
     result = pretrain(
         config,
         tokenizer,
@@ -206,16 +214,22 @@ def _pretrain_job(ctx: JobContext) -> Mapping[str, Any]:
     }
 
 
-def _task_of_pretrain(ctx: JobContext) -> Mapping[str, Any]:
-    # The tokenizer job's params carry the task; pretraining jobs reach it through their dependency.
-    task = ctx.params.get("task")
-    if task is None:
-        (tokenizer_dir,) = ctx.dep_dirs.values()
-        marker = tokenizer_dir / "task.json"
-        task = json.loads(marker.read_text())["task"] if marker.exists() else None
-    if task is None:
-        raise UserError("pretraining job has no task to read its corpus from")
-    return task
+def _corpus_of_pretrain(ctx: JobContext, corpus: str | None) -> tuple[Iterable[str], list[str]]:
+    """(training documents, validation texts) of a pretraining job, from what its tokenizer job recorded: the
+    shared corpus with its own held-out text, or a task's own pretraining text with the task's dev split."""
+    (tokenizer_dir,) = ctx.dep_dirs.values()
+    marker = tokenizer_dir / CORPUS_MARKER
+    if not marker.exists():
+        raise UserError(f"{marker}: missing; rerun the study's tokenizer job (ftscale study reset, then run)")
+    recorded = json.loads(marker.read_text())
+    if corpus == "shared":
+        from ftscale.data.datasets.pretraining import shared_validation_texts
+
+        shared = recorded["shared"]
+        texts = (doc for _, doc in shared_streams(shared))
+        return texts, shared_validation_texts(shared.get("data_dir"), shared["langs"])
+    task = recorded["task"]
+    return pretraining_texts(task, corpus), validation_texts(task)
 
 
 def _base_checkpoint(ctx: JobContext) -> Path | str:

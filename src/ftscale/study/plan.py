@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ftscale.finetune.params import job_method_config
 from ftscale.study.spec import PET_FACTOR_OF_METHOD, StudySpec, canonical_json
 
 # Bump when a change in the training / evaluation code changes results: every job id changes with it.
@@ -128,11 +129,19 @@ class _PlanBuilder:
         self.tokenizer_settings = spec.tokenizer.model_dump(mode="json")
         self.tokenizer_job: Job | None = None
         if spec.family.pretrain is not None:
-            params = {
-                "task": self.task,
+            params: dict[str, Any] = {
                 "tokenizer": self.tokenizer_settings,
                 "corpus": spec.family.pretrain.corpus,
             }
+            if spec.family.pretrain.corpus == "shared":
+                # the shared corpus is the same for every task of the same languages, and so is the family
+                # (small and small-sum share theirs): its id hashes the corpus, not the task
+                from ftscale.data.corpus import shared_family_corpus
+                from ftscale.data.datasets.pretraining import SHARED_CORPUS_VERSION
+
+                params["shared"] = {**shared_family_corpus(self.task), "version": SHARED_CORPUS_VERSION}
+            else:
+                params["task"] = self.task
             self.tokenizer_job = self._add(Job(job_id("tokenizer", params), "tokenizer", params))
 
     def _add(self, job: Job) -> Job:
@@ -217,7 +226,7 @@ class _PlanBuilder:
     ) -> None:
         spec = self.spec
         base, deps = self._base(size, tokens, kind)
-        method_config = spec.methods.enabled()[method].model_dump(mode="json")
+        method_config = job_method_config(spec.methods.enabled()[method])
         if method in PET_FACTOR_OF_METHOD:
             method_config[PET_FACTOR_OF_METHOD[method]] = pet
         heldout_x = factor_value in self.heldout[factor]

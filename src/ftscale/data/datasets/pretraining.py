@@ -9,13 +9,18 @@ from typing import Any
 
 from ftscale.data.datasets.common import dataset_dir, seeded_shuffle
 from ftscale.data.datasets.csl import csl_task
-from ftscale.data.datasets.klexikon import klexikon_wiki_documents
+from ftscale.data.datasets.klexikon import klexikon_task, klexikon_wiki_documents
+from ftscale.data.datasets.monolingual import MONOLINGUAL_SOURCES, monolingual_documents
 from ftscale.data.datasets.multi30k import multi30k_task
 from ftscale.data.datasets.tatoeba import tatoeba_task
 from ftscale.data.sources import (
     check_language,
 )
 from ftscale.errors import UserError
+
+# What ``corpus: shared`` reads; part of a base family's identity (a study's tokenizer job hashes it), so a
+# change of sources gives new family ids. 2: English/Chinese Wikipedia and German novels added.
+SHARED_CORPUS_VERSION = 2
 
 
 @dataclass
@@ -24,7 +29,7 @@ class PretrainingCorpus:
 
     documents: dict[str, list[str]]
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
-    # the same documents by language and source ("de" -> {"klexikon-wiki": [...], "multi30k": [...]}), each list
+    # the same documents by language and source ("de" -> {"klexikon-wiki": [...], "multi30k": [...], ...}), each list
     # in the order of ``documents``
     by_source: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
@@ -62,9 +67,12 @@ def pretraining_corpus(
 ) -> PretrainingCorpus:
     """Monolingual text for the base family from the training splits only.
 
-    German: Klexikon Wikipedia side (train articles; validation/test held out) + Multi30k train German side.
-    English: Multi30k train + Tatoeba train English sides. Chinese: Tatoeba train Chinese side + CSL train
-    abstracts and titles. Sides of parallel data are shuffled separately, so no translation pair stays aligned.
+    German: Klexikon Wikipedia side (train articles; validation/test held out) + Multi30k train German side +
+    German novels (ELTeC). English: Multi30k train + Tatoeba train English sides + English Wikipedia. Chinese:
+    Tatoeba train Chinese side + CSL train abstracts and titles + Chinese Wikipedia. Sides of parallel data are
+    shuffled separately, so no translation pair stays aligned. The Wikipedia and novel text (``monolingual``)
+    makes the corpus large enough that a base model reading millions of tokens repeats no stream; its
+    overlap with the tasks' test sets is a few short stock phrases (the folders' READMEs).
     Documents of a language are shuffled together and cut at ``max_chars_per_language`` if given.
     ``task_options`` (keyed ``"tatoeba-en-zh"``, ``"csl-zh"``) must match the options the finetuning tasks are
     built with, so that their dev/test examples stay out of pretraining.
@@ -92,6 +100,9 @@ def pretraining_corpus(
     if "zh" in langs:
         csl = csl_task(data_dir, **{"seed": seed, **options.get("csl-zh", {})})
         per_source["zh"]["csl"] = list(csl.pretraining_text["zh"]())
+    for lang, source in MONOLINGUAL_SOURCES:
+        if lang in langs:
+            per_source[lang][source] = monolingual_documents(data_dir, lang, source)
     documents: dict[str, list[str]] = {}
     sources: dict[str, dict[str, int]] = {}
     by_source: dict[str, dict[str, list[str]]] = {}
@@ -113,3 +124,34 @@ def pretraining_corpus(
         by_source[lang] = grouped
         sources[lang] = {name: len(docs) for name, docs in grouped.items()}
     return PretrainingCorpus(documents, sources, by_source)
+
+
+def shared_validation_texts(
+    data_dir: Path | str | None,
+    langs: Sequence[str],
+    seed: int = 0,
+    task_options: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
+    """Held-out text for the base family of the shared corpus, the same whatever task it is finetuned on: the dev
+    splits of the corpus's task sources in ``langs`` (Multi30k val sides, Tatoeba dev sides, the first two
+    sentences of Klexikon's validation Wikipedia articles, CSL dev abstracts), never trained on, interleaved so
+    that the head a validation loss reads covers every source. ``task_options`` as for
+    :func:`pretraining_corpus`."""
+    options = task_options or {}
+    groups: list[list[str]] = []
+    if {"en", "de"} & set(langs):
+        multi30k = multi30k_task(data_dir, "en", "de", zero_shot_sources=(), seed=seed)
+        groups += [[e.source for e in multi30k.dev]] if "en" in langs else []
+        groups += [[e.target for e in multi30k.dev]] if "de" in langs else []
+    if {"en", "zh"} & set(langs):
+        tatoeba = tatoeba_task(data_dir, **{"seed": seed, **options.get("tatoeba-en-zh", {})})
+        groups += [[e.source for e in tatoeba.dev]] if "en" in langs else []
+        groups += [[e.target for e in tatoeba.dev]] if "zh" in langs else []
+    if "de" in langs:
+        groups.append([e.source for e in klexikon_task(data_dir).dev])
+    if "zh" in langs:
+        groups.append(
+            [e.source for e in csl_task(data_dir, **{"seed": seed, **options.get("csl-zh", {})}).dev]
+        )
+    longest = max((len(g) for g in groups), default=0)
+    return [group[i] for i in range(longest) for group in groups if i < len(group)]

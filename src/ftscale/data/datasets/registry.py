@@ -57,6 +57,15 @@ TASKS: dict[str, Callable[..., TaskData]] = {
 }
 
 
+# The languages a named task reads and writes, known without loading it (patterned names carry theirs).
+TASK_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "tatoeba-en-zh": ("en", "zh"),
+    "klexikon-de": ("de",),
+    "csl-zh": ("zh",),
+    "sum-de-zh": ("de", "zh"),
+}
+
+
 # Families of names, with the function that takes their keyword arguments (for error messages).
 TASK_PATTERNS: dict[str, tuple[Callable[[str], Callable[..., TaskData] | None], Callable[..., TaskData]]] = {
     "synthetic-<src>-<tgt> (e.g. synthetic-en-de)": (_synthetic_translation, synthetic_task),
@@ -74,6 +83,15 @@ def task_names() -> list[str]:
 def known_task(name: str) -> bool:
     """Whether ``name`` names a task of the registry (without loading anything)."""
     return name in TASKS or any(matcher(name) is not None for matcher, _ in TASK_PATTERNS.values())
+
+
+def task_languages(name: str) -> tuple[str, ...]:
+    """The languages of a registered task, from its name alone (nothing is loaded)."""
+    if name in TASK_LANGUAGES:
+        return TASK_LANGUAGES[name]
+    if not known_task(name):
+        raise UserError(f"unknown task {name!r}; valid names: {', '.join(task_names())}")
+    return tuple(dict.fromkeys(re.findall(r"(?<![a-z0-9])([a-z]{2})(?![a-z0-9])", name.split("-", 1)[1])))
 
 
 def _resolve(name: str) -> tuple[Callable[..., TaskData], Callable[..., TaskData]] | None:
