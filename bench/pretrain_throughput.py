@@ -1,15 +1,19 @@
 """Pretraining throughput per family size: our loop (ftscale.models.pretrain) vs a plain reference loop.
 
 Each measurement runs in its own subprocess, alternating reference and ours per size, so both see the same
-machine conditions. Utilisation = 6 × non-embedding params × useful tokens/s ÷ measured fp32 matmul peak
-(a large torch.matmul timed in the same process, just before the loop).
+machine conditions. Utilisation = every matrix-product FLOP of a training step per token (the linear layers'
+forward and both backward products, the output layer's, and attention's score and value products) × useful
+tokens/s ÷ the measured fp32 matmul peak (a 1024³ torch.matmul timed in the same process, just before the loop).
+The ceiling is the rate of the step's own products timed back to back at their shapes ÷ that peak: what a
+step that did nothing but its matrix products would score; ``ours / ceiling`` says how close the loop gets.
 
 - ours: ``pretrain()`` itself on a packed token stream (no padding), fused AdamW, no per-step host sync,
   tcmalloc preloaded via ``maybe_reexec_with_tcmalloc()``.
 - reference: the obvious loop: one document per row padded to the max length with an attention mask,
   default allocator, default AdamW, ``loss.item()`` every step. Only non-pad tokens count as useful.
 
-Usage: ``PYTHONPATH=src python bench/pretrain_throughput.py [--sizes xs,s,m,l,xl] [--steps 30] [--repeats 2]``
+Usage: ``PYTHONPATH=src python bench/pretrain_throughput.py [--ladder cpu] [--sizes xs,s,m,l,xl] [--vocab 1024]
+[--steps 30] [--repeats 2]``
 """
 
 from __future__ import annotations
@@ -84,12 +88,12 @@ def gemm_rate(gemms: list[tuple[int, int, int, str]], repeats: int = 3) -> float
     return best
 
 
-def ceiling(size: str, batch: int, seq: int, vocab: int) -> dict:
+def ceiling(ladder: str, size: str, batch: int, seq: int, vocab: int) -> dict:
     """Where the utilisation target sits for this shape: the step's FLOPs by part, the rate of its own matrix
     products, and the utilisation a step would reach if it did nothing but those products at that rate."""
-    from ftscale.models.family import default_family, parameter_counts
+    from ftscale.models.family import parameter_counts
 
-    spec = default_family()[size].with_vocab(vocab)
+    spec = ladder_spec(ladder, size, vocab)
     tokens = batch * seq
     gemms = model_gemms(spec, tokens)
     per_token = {part: sum(2 * m * k * n for m, k, n, p in gemms if p == part) / tokens
@@ -107,6 +111,20 @@ def ceiling(size: str, batch: int, seq: int, vocab: int) -> dict:
     }  # fmt: skip
 
 
+def ladder_spec(ladder: str, size: str, vocab: int):
+    from ftscale.models.family import family
+
+    return family(ladder)[size].with_vocab(vocab)
+
+
+def step_flops_per_token(spec, batch: int, seq: int) -> float:
+    """Every matrix-product FLOP of one training step, per token: linear layers, output layer, attention."""
+    tokens = batch * seq
+    return sum(
+        2 * m * k * n for m, k, n, _ in model_gemms(spec, tokens)
+    ) / tokens + attention_flops_per_token(spec, seq)
+
+
 def document_lengths(n_docs: int, max_len: int, seed: int) -> np.ndarray:
     """Document lengths in tokens (uniform 16…max_len): what a plain loop pads each row up to max_len."""
     return np.random.default_rng(seed).integers(16, max_len + 1, size=n_docs)
@@ -119,15 +137,15 @@ def token_stream(n_tokens: int, vocab: int, seed: int) -> np.ndarray:
 
 
 def run_ours(
-    size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int, compile_model: bool
+    ladder: str, size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int, compile_model: bool
 ) -> dict:
     import torch
 
-    from ftscale.models.family import default_family, parameter_counts
+    from ftscale.models.family import parameter_counts
     from ftscale.models.pretrain import PretrainConfig, pretrain
     from ftscale.models.runtime import tcmalloc_loaded
 
-    spec = default_family()[size].with_vocab(vocab)
+    spec = ladder_spec(ladder, size, vocab)
     total = (warmup + steps) * batch * seq
     config = PretrainConfig(model=spec, total_tokens=total, batch_size=batch, seq_len=seq, device="cpu",
                             compile=compile_model, log_every=50)  # fmt: skip
@@ -139,18 +157,21 @@ def run_ours(
                  on_step=lambda info: stamps.__setitem__(info.step, time.perf_counter()))  # fmt: skip
     elapsed = stamps[warmup + steps] - stamps[warmup]
     tokens = steps * batch * seq
+    gemm = gemm_rate(model_gemms(spec, batch * seq))
     return {"variant": "ours" + ("+compile" if compile_model else ""), "size": size,
-            "non_embedding": parameter_counts(spec).non_embedding, "tokens_per_s": tokens / elapsed,
-            "peak_flops": peak, "tcmalloc": tcmalloc_loaded(), "threads": torch.get_num_threads()}  # fmt: skip
+            "non_embedding": parameter_counts(spec).non_embedding, "total_params": parameter_counts(spec).total,
+            "flops_per_token": step_flops_per_token(spec, batch, seq), "tokens_per_s": tokens / elapsed,
+            "peak_flops": peak, "gemm_rate": gemm, "tcmalloc": tcmalloc_loaded(),
+            "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def run_plain(size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int) -> dict:
+def run_plain(ladder: str, size: str, steps: int, warmup: int, batch: int, seq: int, vocab: int) -> dict:
     import torch
 
-    from ftscale.models.family import build_model, default_family, parameter_counts
+    from ftscale.models.family import build_model, parameter_counts
     from ftscale.models.runtime import tcmalloc_loaded
 
-    spec = default_family()[size].with_vocab(vocab)
+    spec = ladder_spec(ladder, size, vocab)
     model = build_model(spec, seed=0)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
@@ -179,6 +200,7 @@ def run_plain(size: str, steps: int, warmup: int, batch: int, seq: int, vocab: i
             useful += int(mask.sum())
     elapsed = time.perf_counter() - t_start
     return {"variant": "plain", "size": size, "non_embedding": parameter_counts(spec).non_embedding,
+            "total_params": parameter_counts(spec).total, "flops_per_token": step_flops_per_token(spec, batch, seq),
             "tokens_per_s": useful / elapsed, "peak_flops": peak, "tcmalloc": tcmalloc_loaded(),
             "threads": torch.get_num_threads()}  # fmt: skip
 
@@ -200,9 +222,11 @@ def worker(args: argparse.Namespace) -> None:
 
         maybe_reexec_with_tcmalloc()
         configure_threads()
-        result = run_ours(args.size, args.steps, args.warmup, args.batch, args.seq, args.vocab, args.compile)
+        result = run_ours(
+            args.ladder, args.size, args.steps, args.warmup, args.batch, args.seq, args.vocab, args.compile
+        )
     else:
-        result = run_plain(args.size, args.steps, args.warmup, args.batch, args.seq, args.vocab)
+        result = run_plain(args.ladder, args.size, args.steps, args.warmup, args.batch, args.seq, args.vocab)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -213,7 +237,7 @@ def spawn(variant: str, size: str, args: argparse.Namespace, compile_model: bool
     env.pop("FTSCALE_TCMALLOC_REEXEC", None)
     if variant == "plain":
         env["FTSCALE_TCMALLOC"] = "0"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--size", size,
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--size", size, "--ladder", args.ladder,
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
            "--seq", str(args.seq), "--vocab", str(args.vocab)] + (["--compile"] if compile_model else [])  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -225,12 +249,13 @@ def spawn(variant: str, size: str, args: argparse.Namespace, compile_model: bool
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ladder", default="cpu", help="cpu | demo")
     parser.add_argument("--sizes", default="xs,s,m,l,xl")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--vocab", type=int, default=1024, help="the cpu ladder's (the small* presets')")
     parser.add_argument("--repeats", type=int, default=2, help="alternating repeats per size; best is kept")
     parser.add_argument("--compile", action="store_true", help="also measure ours with torch.compile")
     parser.add_argument("--json", type=Path, help="write all measurements here")
@@ -249,7 +274,7 @@ def main() -> None:
               "| step GEMMs GFLOP/s | ceiling: all FLOPs at peak | ceiling: at the step's GEMM rate |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
         for size in args.sizes.split(","):
-            c = ceiling(size, args.batch, args.seq, args.vocab)
+            c = ceiling(args.ladder, size, args.batch, args.seq, args.vocab)
             f = c["flops_per_token"]
             print(f"| {size} | {f['non-embedding'] / 1e6:.1f}M | {f['output'] / 1e6:.1f}M | {f['attention'] / 1e6:.1f}M "
                   f"| {c['six_n_share']:.0%} | {c['peak_flops'] / 1e9:.0f} | {c['gemm_rate'] / 1e9:.0f} "
@@ -265,25 +290,29 @@ def main() -> None:
                     spawn(variant.split("+")[0], size, args, compile_model=variant == "ours+compile")
                 )
                 r = results[-1]
-                util = 6 * r["non_embedding"] * r["tokens_per_s"] / r["peak_flops"]
-                print(f"  {size:3s} {r['variant']:13s} {r['tokens_per_s']:9.0f} tok/s  util {util:5.1%}  "
+                print(f"  {size:3s} {r['variant']:13s} {r['tokens_per_s']:9.0f} tok/s  util {util(r):5.1%}  "
                       f"peak {r['peak_flops'] / 1e9:5.0f} GFLOP/s  tcmalloc={r['tcmalloc']}", flush=True)  # fmt: skip
-    print("\n| size | non-emb params | plain tok/s | plain util | ours tok/s | ours util | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| size | non-emb / total params | FLOPs / token | plain tok/s | plain util | ours tok/s | ours util "
+          "| ceiling | ours ÷ ceiling | speed-up |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes.split(","):
         best = {}
         for variant in variants:
             rs = [r for r in results if r["size"] == size and r["variant"] == variant]
             best[variant] = max(rs, key=lambda r: r["tokens_per_s"])
         plain, ours = best["plain"], best[variants[-1]]
-
-        def util(r):
-            return 6 * r["non_embedding"] * r["tokens_per_s"] / r["peak_flops"]
-
-        print(f"| {size} | {plain['non_embedding'] / 1e6:.2f}M | {plain['tokens_per_s']:,.0f} | {util(plain):.0%} "
-              f"| {ours['tokens_per_s']:,.0f} | {util(ours):.0%} | {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}× |")  # fmt: skip
+        ceil = ours["gemm_rate"] / ours["peak_flops"]
+        print(f"| {size} | {plain['non_embedding'] / 1e3:,.0f}k / {plain['total_params'] / 1e3:,.0f}k "
+              f"| {plain['flops_per_token'] / 1e6:.2f}M | {plain['tokens_per_s']:,.0f} | {util(plain):.0%} "
+              f"| {ours['tokens_per_s']:,.0f} | {util(ours):.0%} | {ceil:.0%} | {util(ours) / ceil:.0%} "
+              f"| {ours['tokens_per_s'] / plain['tokens_per_s']:.2f}× |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def util(r: dict) -> float:
+    """Every matrix-product FLOP per token × tokens/s ÷ the 1024³ matmul peak of the same process."""
+    return r["flops_per_token"] * r["tokens_per_s"] / r["peak_flops"]
 
 
 if __name__ == "__main__":

@@ -19,24 +19,24 @@ from ftscale.models.family import (
 )
 
 
-def test_xs_counts_match_hand_computation():
-    spec = default_family()["xs"]
+def test_l_counts_match_hand_computation():
+    spec = default_family()["l"]
     assert (spec.n_layers, spec.n_heads, spec.head_dim, spec.d_model, spec.d_ff) == (4, 4, 16, 64, 256)
     assert spec.intermediate_size == 168  # 2/3 × 256 = 170.7 → nearest multiple of 8
     # per layer: q 64·64 + o 64·64 + k 64·16 + v 64·16 (one KV head) + 3·64·168 (gated MLP) + 2·64 (norms)
     per_layer = 4096 + 4096 + 1024 + 1024 + 32256 + 128
     non_embedding = 4 * per_layer + 64  # + final norm
     assert non_embedding == 170_560
-    expected = ParamCounts(total=170_560 + 8000 * 64, non_embedding=170_560, embedding=8000 * 64)
+    expected = ParamCounts(total=170_560 + 1024 * 64, non_embedding=170_560, embedding=1024 * 64)
     assert parameter_counts(spec) == expected
     assert parameter_counts(build_model(spec)) == expected
 
 
 def test_untied_embeddings_count_both_matrices():
-    spec = default_family()["xs"].model_copy(update={"tie_embeddings": False})
+    spec = default_family()["l"].model_copy(update={"tie_embeddings": False})
     counts = parameter_counts(build_model(spec))
     assert counts == parameter_counts(spec)
-    assert counts.embedding == 2 * 8000 * 64
+    assert counts.embedding == 2 * 1024 * 64
     assert counts.non_embedding == 170_560
 
 
@@ -46,13 +46,19 @@ def test_every_cpu_size_analytic_equals_instantiated(name):
     assert parameter_counts(spec) == parameter_counts(build_model(spec))
 
 
-def test_cpu_ladder_spans_16x_like_the_paper():
-    x = [parameter_counts(s).non_embedding for s in default_family().values()]
+def test_cpu_ladder_spans_the_papers_ratios():
+    ladder = list(default_family().values())
+    x = [parameter_counts(s).non_embedding for s in ladder]
     assert x == sorted(x)
-    assert 0.1e6 < x[0] < 0.2e6 and 2e6 < x[-1] < 3e6
+    assert 20e3 < x[0] < 30e3 and 300e3 < x[-1] < 400e3
     assert 14 < x[-1] / x[0] < 17
-    paper = [parameter_counts(s).non_embedding for s in family("paper").values()]
-    assert 14 < paper[-1] / paper[0] < 17
+    paper = list(family("paper").values())
+    x_paper = [parameter_counts(s).non_embedding for s in paper]
+    assert 14 < x_paper[-1] / x_paper[0] < 17
+    # 2.5x in depth and in width from the smallest to the largest, as Table 3
+    for attr in ("n_layers", "d_model"):
+        ours = getattr(ladder[-1], attr) / getattr(ladder[0], attr)
+        assert ours == getattr(paper[-1], attr) / getattr(paper[0], attr) == 2.5
 
 
 def test_paper_ladder_mirrors_table_3():
@@ -66,7 +72,7 @@ def test_paper_ladder_mirrors_table_3():
 def test_llama_model_uses_multi_query_attention():
     model = build_model(default_family()["s"].with_vocab(300))
     attn = model.model.layers[0].self_attn
-    assert attn.k_proj.weight.shape == (16, 80)  # one KV head of dim 16
+    assert attn.k_proj.weight.shape == (16, 48)  # one KV head of dim 16
     assert model.config.num_key_value_heads == 1
 
 

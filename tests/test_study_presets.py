@@ -22,9 +22,9 @@ SMALL_PRESETS = ("small", "small-en-zh", "small-sum")
 def test_small_presets_cover_the_full_design(name: str) -> None:
     spec = load_spec(REPO_ROOT / "configs" / f"{name}.yaml")
     f = spec.factors
-    # the reproduction's minimum: >= 5 sizes, >= 5 checkpoints of both kinds, >= 5 PET sizes, >= 6 D_f, 3 seeds
+    # the reproduction's minimum: >= 5 sizes, >= 5 annealed checkpoints, >= 5 PET sizes, >= 6 D_f, 3 seeds
     assert len(f.model_size) >= 5
-    assert len(f.pretrain_tokens.budgets) >= 5 and f.pretrain_tokens.checkpoint_kind == "both"
+    assert len(f.pretrain_tokens.budgets) >= 5 and f.pretrain_tokens.checkpoint_kind == "annealed"
     assert len(f.prompt_length) >= 5 and len(f.lora_rank) >= 5
     assert all(len(sizes) >= 6 for sizes in f.ft_sizes.values()) and set(f.ft_sizes) == {
         "fmt",
@@ -45,7 +45,19 @@ def test_small_presets_cover_the_full_design(name: str) -> None:
     }
     intermediate = {c for c in cells if c[3] == "intermediate"}
     annealed = {c for c in cells if c[3] == "annealed"}
-    assert len(intermediate) == len(annealed) == 3 * (len(f.pretrain_tokens.budgets) - 1)
+    assert not intermediate and len(annealed) == 3 * (len(f.pretrain_tokens.budgets) - 1)
+
+
+def test_tasks_of_the_same_languages_share_one_base_family() -> None:
+    """small (Multi30k En->De) and small-sum (Klexikon De, plus English in the shared corpus) read the same
+    corpus, so their tokenizer and pretraining jobs are the same jobs (one family in the cache); En->Zh's is not."""
+
+    def family_ids(name: str) -> set[str]:
+        plan = build_plan(load_spec(REPO_ROOT / "configs" / f"{name}.yaml"))
+        return {job.id for job in plan.jobs if job.kind in ("tokenizer", "pretrain")}
+
+    assert family_ids("small") == family_ids("small-sum")
+    assert len(family_ids("small")) == 6 and not family_ids("small") & family_ids("small-en-zh")
 
 
 def test_generation_seeds_limits_generation_and_keeps_other_ids() -> None:
@@ -102,7 +114,7 @@ def test_shared_corpus_mixes_both_languages_from_the_start(shared_data: Path) ->
     from ftscale.data.datasets import pretraining_corpus
 
     corpus = pretraining_corpus(shared_data, langs=["de", "en"], seed=0)
-    assert set(corpus.by_source["de"]) == {"klexikon-wiki", "multi30k"}
+    assert set(corpus.by_source["de"]) == {"klexikon-wiki", "multi30k", "eltec"}
     for lang, docs in corpus.documents.items():
         assert sorted(d for group in corpus.by_source[lang].values() for d in group) == sorted(docs)
     captions = set(corpus.by_source["de"]["multi30k"])

@@ -245,13 +245,20 @@ def test_share_at_the_threshold_is_in_regime() -> None:
     assert regime.warnings == []
 
 
-def test_the_tiny_preset_is_planned_in_regime() -> None:
-    """The demo's preset: every size reads the same pretraining tokens, at least 20 per parameter of the largest,
-    and every finetuning cell's budget allows at least 10 epochs, so a run ends by early stopping, not by its cap."""
+@pytest.mark.parametrize("name", ["tiny", "small", "small-en-zh", "small-sum"])
+def test_the_presets_are_planned_in_regime(name: str) -> None:
+    """Every size reads the same pretraining tokens, at least 20 per parameter of the largest, and every
+    finetuning cell's budget allows at least 10 epochs, so a run ends by early stopping, not by its cap."""
     from ftscale.study.spec import load_spec
 
-    regime = plan_regime(load_spec(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"))
+    spec = load_spec(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    regime = plan_regime(spec)
     assert len({m.pretrain_tokens for m in regime.models}) == 1
     assert min(m.tokens_per_param for m in regime.models) >= MIN_TOKENS_PER_PARAM
     assert min(cell.epochs for cell in regime.cells) >= MIN_EPOCHS_AT_CAP
     assert regime.warnings == []
+    # >= 4 sizes (the demo, 11.6x) or >= 5 over >= 12x in non-embedding parameters (the real-data presets)
+    x = sorted(m.non_embedding_params for m in regime.models)
+    assert len(x) >= 4 and x[-1] / x[0] >= 11.5
+    assert name == "tiny" or (len(x) >= 5 and x[-1] / x[0] >= 12)
+    assert spec.family.pretrain.ladder == ("demo" if name == "tiny" else "cpu")

@@ -106,9 +106,13 @@ def _ladder(
 
 # Paper Table 3: (layers, heads) with head_dim 256, d_model = heads × 256, FFN = 4 × d_model.
 PAPER_SIZES = {"1B": (16, 8), "2B": (20, 10), "4B": (24, 12), "8B": (32, 16), "16B": (40, 20)}
-# CPU ladder: layers ÷ 4, heads ÷ 2, head_dim ÷ 16 of Table 3, so width and depth ratios between sizes
-# match the paper's (non-embedding parameters span 16×, 0.16M → 2.6M).
-CPU_SIZES = {"xs": (4, 4), "s": (5, 5), "m": (6, 6), "l": (8, 8), "xl": (10, 10)}
+# CPU ladder (the `small*` presets): head size 16, depth 2 -> 5 and width 2 -> 5 heads, the paper's 2.5x in both
+# from the smallest to the largest size, 14.5x in non-embedding parameters (23k -> 337k). Small because the presets
+# pretrain in the regime: at the 1,024-token vocabulary xl has 419k parameters in all, so the 8.5M tokens every size
+# reads are 20 per parameter of the largest (docs/REGIME.md has the measured trade-off).
+CPU_SIZES = {"xs": (2, 2), "s": (2, 3), "m": (3, 3), "l": (4, 4), "xl": (5, 5)}
+CPU_HEAD_DIM = 16
+CPU_VOCAB = 1024
 # Demo ladder: head size 16 (head size 8 spent 41 % of a CPU finetuning step in attention; 16 runs it 3.6×
 # faster), one to four layers, 11.7× in non-embedding parameters from t1 to t4 (3.0k → 34.8k). Small because the
 # demo pretrains in the regime: at a 512-token vocabulary t4 has 51k parameters in all, so the 1.2M tokens each
@@ -127,7 +131,7 @@ def family(
     """A preset ladder, smallest first: ``"cpu"`` (xs…xl), ``"demo"`` (t1…t5, the CPU demo) or ``"paper"``
     (Table 3, GPU/meta only)."""
     if name == "cpu":
-        return _ladder(CPU_SIZES, 16, vocab_size or 8000, max_seq_len or 128, tie_embeddings)
+        return _ladder(CPU_SIZES, CPU_HEAD_DIM, vocab_size or CPU_VOCAB, max_seq_len or 128, tie_embeddings)
     if name == "demo":
         return _ladder(DEMO_SIZES, DEMO_HEAD_DIM, vocab_size or 8000, max_seq_len or 128, tie_embeddings)
     if name == "paper":
@@ -140,7 +144,7 @@ FAMILIES = ("cpu", "demo", "paper")
 
 
 def default_family() -> dict[str, ModelSpec]:
-    """The CPU ladder with an 8k vocabulary and 128-token sequences."""
+    """The CPU ladder with its 1,024-token vocabulary and 128-token sequences."""
     return family("cpu")
 
 
