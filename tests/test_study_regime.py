@@ -78,6 +78,10 @@ def test_plan_budget_per_cell_matches_the_finetuning_loop() -> None:
         assert cell.epochs == pytest.approx(cell.steps / math.ceil(n / 4))
     assert (cells[("fmt", 10)].steps, cells[("fmt", 10)].capped_by) == (15, "epochs")  # 5 epochs × 3 batches
     assert (cells[("fmt", 40)].steps, cells[("fmt", 40)].capped_by) == (30, "steps")  # 3 of 5 epochs
+    assert {c.eval_every for c in cells.values()} == {fmt.eval_every}
+    every_epoch = _spec(methods__fmt={"lr": 1e-3, "batch_size": 4, "eval_every": 8, "eval_every_epochs": 1})
+    cadence = {c.ft_examples: c.eval_every for c in plan_regime(every_epoch).cells if c.method == "fmt"}
+    assert cadence == {10: 3, 20: 5, 40: 8}  # one epoch, or eval_every steps where that is sooner
     warnings = [w for w in plan_regime(spec).warnings if "methods.fmt" in w]
     assert len(warnings) == 1 and "3 of 3 cells" in warnings[0] and "max_epochs to ≥ 10" in warnings[0]
 
@@ -138,7 +142,7 @@ def test_plan_json_gives_the_documented_keys(tmp_path: Path) -> None:
     assert {"name", "total_params", "non_embedding_params", "pretrain_tokens", "tokens_per_param"} <= set(
         model
     )
-    assert {"method", "ft_examples", "steps", "epochs", "capped_by"} <= set(payload["cells"][0])
+    assert {"method", "ft_examples", "steps", "epochs", "capped_by", "eval_every"} <= set(payload["cells"][0])
     assert payload["warnings"] and payload["thresholds"]["min_tokens_per_param"] == MIN_TOKENS_PER_PARAM
     text = run_cli("study", "plan", str(path))
     assert text.returncode == 0 and "tokens/param" in text.stdout and "warning: under-trained" in text.stdout

@@ -164,7 +164,7 @@ def plan_command(
     console.print(f"jobs: {kinds}; {counts['shared']} finetuning runs are shared by several factors")
     print_models(regime.models, title="base models")
     budget = Table(title="finetuning budget per cell (early stopping may end a run sooner)")
-    for column in ("method", "D_f", "batch", "steps", "epochs", "set by"):
+    for column in ("method", "D_f", "batch", "steps", "epochs", "set by", "dev loss every"):
         budget.add_column(column, justify="left" if column in ("method", "set by") else "right")
     for cell in regime.cells:
         budget.add_row(
@@ -174,6 +174,7 @@ def plan_command(
             f"{cell.steps:,}",
             f"{cell.epochs:.3g}",
             "step cap" if cell.capped_by == "steps" else "max_epochs",
+            f"{cell.eval_every:,} steps" if cell.eval_every is not None else "–",
         )
     console.print(budget)
     print_warnings(regime.warnings)

@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ftscale.finetune.params import eval_cadence
+
 # Hoffmann et al. (2022): about 20 training tokens per parameter is compute-optimal. The paper's base models read
 # 17.7 (16B) to 283 (1B) tokens per parameter; below this a model-size axis measures under-trained models.
 MIN_TOKENS_PER_PARAM = 20.0
@@ -92,6 +94,9 @@ class CellBudget:
     max_epochs: float | None
     steps: int
     epochs: float
+    eval_every: int | None = (
+        None  # steps between two dev evaluations (eval_every, or sooner by eval_every_epochs)
+    )
 
     @property
     def capped_by(self) -> str:
@@ -292,6 +297,7 @@ def plan_regime(spec: Any) -> Regime:
             max_epochs=params.max_epochs,
             steps=params.steps_for(n),
             epochs=params.epochs_for(n),
+            eval_every=eval_cadence(n, params.batch_size, params.eval_every, params.eval_every_epochs),
         )
         for method, params in spec.methods.enabled().items()
         for n in sorted(spec.factors.ft_sizes.get(method, []))
