@@ -1,7 +1,8 @@
 """Pretrained base-model families, built once and shared between studies.
 
 A family's jobs (the tokenizer and each size's pretraining run) are identified by their job ids, which hash
-everything that determines them: task and corpus (through the tokenizer job), tokenizer settings, ladder, size,
+everything that determines them: the task, or for the shared corpus only its languages, data directory and
+version (through the tokenizer job), tokenizer settings, ladder, size,
 token budget, schedule, seed, checkpoints and the code version. Each finished job is kept in the cache directory
 as ``<root>/<kind>-<id16>/`` with its outputs and an ``entry.json`` written last (atomically): an entry without it
 is partial, and the next run that needs it resumes it there (pretraining restarts from its resume file).
