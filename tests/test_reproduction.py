@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -337,10 +338,13 @@ def test_regenerate_renders_every_block_beside_the_paper_and_checks_clean(tmp_pa
     result = reproduction.regenerate(tmp_path, plots_dir=tmp_path / "figures")
     assert result.missing_files == ["klexikon-de.csv"]
     names = {f"{block}-en-de" for block in reproduction.TASK_BLOCKS} | {
+        "regime-en-de",
         "heldout-summary",
         "heldout-breakdown",
     }
     assert set(result.blocks) == names
+    # no best_step / steps_run / epochs in these results: the regime block says what it cannot know
+    assert "budget-bound share unknown" in result.blocks["regime-en-de"]
     # the breakdown's per-setting Δh is the same number the Tables 2/6 block reports
     breakdown = {
         (cols[1], cols[2]): cols[3]
@@ -416,3 +420,96 @@ def test_heldout_noise_floor_is_the_mean_standard_error_of_held_out_cells():
     analysis = SimpleNamespace(cells=cells)
     se, n = reproduction._heldout_noise([(analysis, "t", "en-de")])
     assert n == 2 and se == pytest.approx((0.03 + 0.06) / 2 / 3**0.5)
+
+
+def _with_run_records(frame: pd.DataFrame, bound_every: int) -> pd.DataFrame:
+    """Synthetic runs with what a study records per run: steps, best step, epochs, the base model's facts."""
+    frame = frame.copy()
+    steps = (frame["ft_examples"] // 4).astype(int)
+    best = steps - 10
+    best[frame.index % bound_every == 0] = steps[frame.index % bound_every == 0]  # budget-bound runs
+    per_epoch = np.ceil(frame["ft_examples"] / 16)
+    size_loss = {"xs": 4.3, "s": 4.1, "m": 4.0, "l": 3.8}
+    return frame.assign(
+        steps_run=steps,
+        best_step=best,
+        epochs_allowed=100.0,
+        epochs_run=steps / per_epoch,
+        best_epoch=best / per_epoch,
+        base_total_params=frame["model_params"] * 2,
+        base_val_loss=frame["model_size"].map(size_loss) + 1e-7 * (1e6 - frame["pretrain_tokens"]),
+    )
+
+
+@pytest.mark.slow
+def test_regime_and_before_after_blocks_from_two_studies_of_a_task(tmp_path):
+    """The regime block reads tokens per parameter, the ladder, checkpoint losses, epochs and budget-bound runs
+    from the results; ``previous`` sets an earlier study beside the current one, finding by finding."""
+    (tmp_path / "v1").mkdir()
+    _with_run_records(_synthetic_results(), bound_every=2).to_csv(tmp_path / "v1" / "en-de.csv", index=False)
+    _with_run_records(_synthetic_results(), bound_every=50).to_csv(tmp_path / "en-de.csv", index=False)
+    manifest = {
+        "seed": 0,
+        "bootstrap": 4,
+        "tasks": {
+            "en-de": {"file": "en-de.csv", "label": "En→De", "paper": "en-de", "previous": "v1/en-de.csv"}
+        },
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = reproduction.regenerate(tmp_path)
+    assert {"regime-en-de", "before-after-en-de", "before-after-summary"} <= set(result.blocks)
+    regime = result.blocks["regime-en-de"]
+    # 1M tokens for 0.4M–4M total parameters: under-trained, and the verdict says so first
+    assert regime.startswith("Out of regime") and "read 0.25–2.5 pretraining tokens per parameter" in regime
+    assert "| xs | 2.00e+05 | 4.00e+05 | 1.00e+06 | 2.5 | 4.3 |" in regime
+    assert (
+        "Checkpoints of the pretraining-data base (xs)" in regime and "| 2.50e+05 | 4.375 | 4.375 |" in regime
+    )
+    # D_f 100: 7 steps an epoch; 25 steps run = 3.57 epochs, best at 15 (2.14) or, budget-bound, at 25
+    assert "| FMT | 100 | 100 | 3.57 | 2.14 (2.14–3.57) | 1/10 |" in regime
+    assert "Noise floor" not in regime  # one seed per cell
+    before_after = result.blocks["before-after-en-de"]
+    assert "| budget-bound runs | 50% of 185 (" in before_after and "| 2% of 185 (" in before_after
+    assert re.search(r"\| α_m FMT \| 0\.52\b[^|]*\| 0\.52\b", before_after)  # the synthetic truth, both times
+    assert "Findings whose verdict changed (0; 14 kept theirs)" in before_after
+    assert "| En→De | 0.25–2.5 | 50% |" in result.blocks["before-after-summary"]
+
+
+def test_manifest_previous_must_be_a_path_and_exist(tmp_path):
+    manifest = {"tasks": {"en-de": {"file": "a.csv", "paper": "en-de", "previous": 3}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"tasks\.en-de\.previous: expected"):
+        load_manifest(tmp_path / "manifest.json")
+    _synthetic_results().to_csv(tmp_path / "a.csv", index=False)
+    manifest["tasks"]["en-de"]["previous"] = "v1/a.csv"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert load_manifest(tmp_path / "manifest.json").tasks[0].previous == "v1/a.csv"
+
+
+def test_committed_results_are_in_regime():
+    """Acceptance of the in-regime rerun: in every task's committed results, fewer than MAX_BUDGET_BOUND_SHARE of
+    the finished finetuning runs of each method × D_f cell had their best dev loss at their last evaluation, and
+    every base model read at least MIN_TOKENS_PER_PARAM pretraining tokens per parameter."""
+    from ftscale.analysis import load_results
+    from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MIN_TOKENS_PER_PARAM, results_regime
+
+    manifest_path = RESULTS / reproduction.MANIFEST_NAME
+    if not manifest_path.is_file():
+        pytest.skip("no reproduction results committed")
+    manifest = load_manifest(manifest_path)
+    checked = 0
+    for entry in manifest.tasks:
+        path = RESULTS / entry.file
+        if not path.is_file():
+            continue
+        regime = results_regime(load_results(path))
+        assert regime.runs > 0, f"{entry.file}: no run records best_step and steps_run"
+        cells = {(c.method, c.ft_examples): c.share for c in regime.budget_bound}
+        over = {cell: share for cell, share in cells.items() if share >= MAX_BUDGET_BOUND_SHARE}
+        assert not over, f"{entry.file}: budget-bound share ≥ {MAX_BUDGET_BOUND_SHARE:.0%} in {over}"
+        ratios = {m.name: m.tokens_per_param for m in regime.models}
+        assert ratios and all(r is not None and r >= MIN_TOKENS_PER_PARAM for r in ratios.values()), (
+            f"{entry.file}: tokens per parameter {ratios}"
+        )
+        checked += 1
+    assert checked, "the manifest lists no committed results file"

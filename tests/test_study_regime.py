@@ -266,3 +266,17 @@ def test_the_presets_are_planned_in_regime(name: str) -> None:
     assert len(x) >= 4 and x[-1] / x[0] >= 11.5
     assert name == "tiny" or (len(x) >= 5 and x[-1] / x[0] >= 12)
     assert spec.family.pretrain.ladder == ("demo" if name == "tiny" else "cpu")
+
+
+def test_export_gives_each_runs_budget_and_stop_in_epochs(regime_study: tuple[Any, Path]) -> None:
+    """``epochs_allowed`` is the budget the plan gives the run's cell; ``epochs_run`` and ``best_epoch`` are its
+    steps over the steps of one pass over its data (the regime table of the reproduction reads them)."""
+    spec, study_dir = regime_study
+    table = results_table(study_dir)
+    assert len(table) and table[["epochs_allowed", "epochs_run", "best_epoch"]].notna().all().all()
+    for row in table.itertuples():
+        params = spec.methods.enabled()[row.method]
+        per_epoch = math.ceil(row.ft_examples / params.batch_size)
+        assert row.epochs_allowed == pytest.approx(params.epochs_for(row.ft_examples))
+        assert row.epochs_run == pytest.approx(REGIME_STEPS / per_epoch)
+        assert row.best_epoch == pytest.approx(row.best_step / per_epoch)

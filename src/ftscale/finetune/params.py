@@ -48,7 +48,12 @@ class MethodParams(BaseModel):
 
     def epochs_for(self, n_examples: int) -> float:
         """The epochs over ``n_examples`` that :meth:`steps_for` allows: the run's budget in passes over its data."""
-        return self.steps_for(n_examples) / math.ceil(max(1, n_examples) / self.batch_size)
+        return self.steps_for(n_examples) / steps_per_epoch(n_examples, self.batch_size)
+
+
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_examples`` (the last batch may be short; at least one)."""
+    return math.ceil(max(1, n_examples) / batch_size)
 
 
 def planned_steps(n_examples: int, batch_size: int, max_steps: int, max_epochs: float | None) -> int:
@@ -57,8 +62,7 @@ def planned_steps(n_examples: int, batch_size: int, max_steps: int, max_epochs: 
     budget check both use it."""
     steps = max_steps
     if max_epochs is not None:
-        per_epoch = math.ceil(max(1, n_examples) / batch_size)
-        steps = min(steps, max(1, math.ceil(max_epochs * per_epoch)))
+        steps = min(steps, max(1, math.ceil(max_epochs * steps_per_epoch(n_examples, batch_size))))
     return steps
 
 
@@ -78,8 +82,7 @@ def eval_cadence(n_examples: int, batch_size: int, eval_every: int, eval_every_e
     take fewer steps (at least one). A fixed cadence in examples at large D_f, a fraction of an epoch at small."""
     if eval_every_epochs is None:
         return eval_every
-    per_epoch = math.ceil(max(1, n_examples) / batch_size)
-    return max(1, min(eval_every, round(eval_every_epochs * per_epoch)))
+    return max(1, min(eval_every, round(eval_every_epochs * steps_per_epoch(n_examples, batch_size))))
 
 
 class FmtParams(MethodParams):

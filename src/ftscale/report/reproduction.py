@@ -6,7 +6,11 @@
 compared with::
 
     {"seed": 0, "bootstrap": 100,
-     "tasks": {"en-de": {"file": "multi30k-en-de.csv", "label": "Multi30k En→De", "paper": "en-de"}}}
+     "tasks": {"en-de": {"file": "multi30k-en-de.csv", "label": "Multi30k En→De", "paper": "en-de",
+                         "previous": "v1/multi30k-en-de.csv"}}}
+
+``previous`` (optional) names an earlier study of the same task; it is analysed the same way and set beside the
+current results in the ``before-after-<key>`` block and the ``before-after-summary`` block.
 
 Each file is analysed once (fixed seed and bootstrap count, so the output is deterministic on one machine) and
 rendered into Markdown blocks delimited in the doc by ``<!-- BEGIN generated:NAME -->`` / ``<!-- END
@@ -44,6 +48,7 @@ from ftscale.errors import DataError, UserError
 from ftscale.laws.bootstrap import percentile_ci
 from ftscale.report import tables
 from ftscale.report.docblocks import check_blocks, parse_blocks, rewrite_blocks
+from ftscale.study.regime import budget_bound_flags
 
 MANIFEST_NAME = "manifest.json"
 # Bootstrap resamples per task: about 40 s for a whole analysis of a small-preset study (5 sizes, 5 pretraining
@@ -72,6 +77,7 @@ class TaskEntry:
     label: str
     paper: str
     task: str | None = None  # the ``task`` column value; default: the file's only task
+    previous: str | None = None  # an earlier study's results of the same task, for the before → after block
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,13 @@ def load_manifest(path: Path) -> Manifest:
             raise DataError(
                 f"{path}: tasks.{key}.paper: {paper_task!r} is not one of {', '.join(paper.PAPER_TASKS)}"
             )
+        previous = spec.get("previous")
+        if previous is not None and not isinstance(previous, str):
+            raise DataError(
+                f"{path}: tasks.{key}.previous: expected the earlier results CSV's path, relative to the manifest"
+            )
         entries.append(
-            TaskEntry(key, spec["file"], str(spec.get("label", key)), paper_task, spec.get("task"))
+            TaskEntry(key, spec["file"], str(spec.get("label", key)), paper_task, spec.get("task"), previous)
         )
     seed, bootstrap = raw.get("seed", DEFAULT_SEED), raw.get("bootstrap", DEFAULT_BOOTSTRAP)
     if any(type(value) is not int for value in (seed, bootstrap)) or bootstrap < 0:
@@ -421,6 +432,245 @@ def annealed_block(analysis: Analysis, task: str, paper_task: str) -> str:
     return caption + tables.to_markdown(pd.DataFrame(rows))
 
 
+# ----- regime and before → after (need the results table, or two analyses) ----------------------------------
+
+
+def _median_range(values: pd.Series) -> str:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "–"
+    median, low, high = (tables.fmt_number(float(v)) for v in (values.median(), values.min(), values.max()))
+    return median if low == high else f"{median} ({low}–{high})"
+
+
+def _noise_floor(analysis: Analysis, task: str) -> tuple[float, float, int] | None:
+    """Over a task's fitted cells with more than one seed: mean seed std of a cell's loss, mean standard error of
+    its seed mean, and the number of cells. Cells shared by several factors (the default base) count once."""
+    cells = analysis.cells
+    if not len(cells):
+        return None
+    cells = cells[(cells["task"] == task) & (cells["n_seeds"] > 1)]
+    cells = cells.drop_duplicates(subset=["method", "model_size", "x", "d", "loss"])
+    if cells.empty:
+        return None
+    se = cells["loss_std"] / np.sqrt(cells["n_seeds"])
+    return float(cells["loss_std"].mean()), float(se.mean()), len(cells)
+
+
+def regime_block(analysis: Analysis, frame: pd.DataFrame, task: str) -> str:
+    """Whether the task's study was in regime: its base models (tokens per parameter, validation losses of the
+    ladder and of the pretraining-data base's checkpoints), each method × D_f cell's budget in epochs, where its
+    runs stopped and how many were budget-bound, and the seed noise floor."""
+    text = tables.regime_verdict(analysis, task) + "\n\nBase models (final checkpoints):\n\n"
+    text += tables.to_markdown(tables.table_regime_models(analysis, task))
+    runs = frame[(frame["method"] != "base") & (frame["status"] == "done")] if len(frame) else frame
+    if "in_pretrain_tokens" in runs.columns and "base_val_loss" in runs.columns:
+        ckpt = runs[runs["in_pretrain_tokens"].fillna(False).astype(bool)]
+        if len(ckpt):
+            losses = ckpt.groupby(["pretrain_tokens", "checkpoint_kind"])["base_val_loss"].first().unstack()
+            kinds = ("intermediate", "annealed", "final")
+            losses = losses[
+                sorted(losses.columns, key=lambda k: kinds.index(k) if k in kinds else len(kinds))
+            ]
+            base = ", ".join(sorted(ckpt["model_size"].astype(str).unique()))
+            rows = [
+                {
+                    "pretraining tokens": tables.fmt_number(float(tokens)),
+                    **{
+                        f"val loss, {kind}": tables.fmt_number(float(losses.loc[tokens, kind]), 4)
+                        for kind in losses.columns
+                        if pd.notna(losses.loc[tokens, kind])
+                    },
+                }
+                for tokens in losses.index
+            ]
+            text += f"\nCheckpoints of the pretraining-data base ({base}):\n\n"
+            text += tables.to_markdown(pd.DataFrame(rows).fillna("–"))
+    flags = budget_bound_flags(runs)
+    if "epochs_run" in runs.columns and len(runs):
+        rows = []
+        for (method, n), group in runs.assign(_bound=flags).groupby(["method", "ft_examples"], sort=True):
+            bound = group["_bound"].dropna()
+            rows.append(
+                {
+                    "method": METHOD_LABELS.get(method, method),
+                    "D_f": f"{int(n):,}",
+                    "epochs allowed": _median_range(group["epochs_allowed"]),
+                    "epochs run: median (range)": _median_range(group["epochs_run"]),
+                    "best dev epoch": _median_range(group["best_epoch"]),
+                    "budget-bound": f"{int(bound.sum())}/{len(bound)}" if len(bound) else "–",
+                }
+            )
+        order = {m: i for i, m in enumerate(analysis.methods(task))}
+        rows.sort(key=lambda r: (order.get(_LABEL_TO_METHOD.get(r["method"], r["method"]), 99),))
+        text += (
+            "\nFinetuning budget and where the runs stopped, per method and D_f (epochs are passes over the run's "
+            "data; a run is budget-bound when its best dev loss came at its last evaluation):\n\n"
+        )
+        text += tables.to_markdown(pd.DataFrame(rows))
+    else:
+        text += "\nBudget-bound runs per method and D_f (these results do not record epochs):\n\n"
+        text += tables.to_markdown(tables.table_budget_bound(analysis, task))
+    noise = _noise_floor(analysis, task)
+    if noise is not None:
+        std, se, n_cells = noise
+        text += (
+            f"\nNoise floor: over {n_cells} cells with several seeds, a cell's loss varies by {_num(std)} nats "
+            f"(seed std) and its seed mean by {_num(se)} (standard error); a law that predicted every cell's true "
+            f"mean exactly would score Δh ≈ {_num(math.sqrt(2 / math.pi) * se)} against these means.\n"
+        )
+    return text
+
+
+def _mean_delta_h(analysis: Analysis, task: str) -> tuple[float, float, int, int]:
+    """Mean Δh of the multiplicative and additive laws over the paper's factors × methods, the settings counted
+    and those where the multiplicative law is lower."""
+    mult, add = [], []
+    for method in _method_rows(analysis, task):
+        for factor in PAPER_FACTORS_IN_OURS:
+            m = _delta_h(analysis, task, method, factor, "multiplicative")
+            a = _delta_h(analysis, task, method, factor, "additive")
+            if math.isfinite(m) and math.isfinite(a):
+                mult.append(m)
+                add.append(a)
+    wins = sum(m < a for m, a in zip(mult, add, strict=True))
+    if not mult:
+        return math.nan, math.nan, 0, 0
+    return float(np.mean(mult)), float(np.mean(add)), len(mult), wins
+
+
+def _tokens_per_param(analysis: Analysis, task: str) -> str:
+    regime = analysis.regime.get(task)
+    models = regime.models if regime else []
+    total = [m.tokens_per_param for m in models]
+    if models and all(r is not None for r in total):
+        return f"{tables.fmt_number(min(total))}–{tables.fmt_number(max(total))}"  # type: ignore[type-var]
+    non_emb = [m.tokens_per_non_embedding_param for m in models]
+    if models and all(r is not None for r in non_emb):
+        low, high = min(non_emb), max(non_emb)  # type: ignore[type-var]
+        return (
+            f"{tables.fmt_number(low)}–{tables.fmt_number(high)} per non-embedding parameter (the results do not "
+            "record total parameters; fewer per total parameter)"
+        )
+    return "unknown"
+
+
+def _budget_bound(analysis: Analysis, task: str) -> str:
+    regime = analysis.regime.get(task)
+    share = regime.budget_bound_share if regime else None
+    if share is None:
+        return "unknown"
+    methods = ", ".join(f"{METHOD_LABELS.get(m, m)} {v:.0%}" for m, v in regime.method_shares().items())  # type: ignore[union-attr]
+    return f"{share:.0%} of {regime.runs} ({methods})"  # type: ignore[union-attr]
+
+
+def _beta_order(analysis: Analysis, task: str) -> str:
+    betas = {}
+    for method in _method_rows(analysis, task):
+        law = analysis.laws.get((task, method, "model_size", "multiplicative"))
+        if law is not None:
+            betas[method] = float(law.params_["beta"])
+    ranked = sorted(betas, key=lambda m: -betas[m])
+    return " > ".join(f"{METHOD_LABELS.get(m, m)} {tables.fmt_number(betas[m], 2)}" for m in ranked) or "–"
+
+
+def _critical_at_ends(analysis: Analysis, task: str, pair: str) -> str:
+    """The model-size factor's critical D_f for one method pair at the smallest and the largest X."""
+    crit = analysis.critical
+    if not len(crit):
+        return "–"
+    rows = crit[(crit["task"] == task) & (crit["factor"] == "model_size") & (crit["pair"] == pair)]
+    if rows.empty:
+        return "–"
+    rows = rows.sort_values("x")
+    parts = []
+    for r in (rows.iloc[0], rows.iloc[-1]):
+        if r["status"] == "none":
+            value = f"none in [{tables.fmt_number(r['search_min'])}, {tables.fmt_number(r['search_max'])}]"
+        else:
+            value = tables.fmt_ci(float(r["critical"]), float(r["low"]), float(r["high"]))
+        parts.append(f"X={tables.fmt_number(float(r['x']))}: {value}")
+    return "; ".join(parts)
+
+
+def before_after_block(before: Analysis, after: Analysis, task: str) -> str:
+    """The earlier study of a task beside the current one: regime, held-out error, exponents, the β order,
+    critical sizes, and every finding whose verdict changed."""
+    rows: list[dict[str, str]] = []
+
+    def add(quantity: str, fn) -> None:  # type: ignore[no-untyped-def]
+        rows.append({"quantity": quantity, "before": fn(before), "after": fn(after)})
+
+    add("pretraining tokens per parameter", lambda a: _tokens_per_param(a, task))
+    add("budget-bound runs", lambda a: _budget_bound(a, task))
+    add(
+        "ladder ordered by validation loss",
+        lambda a: {True: "yes", False: "no", None: "unknown"}[
+            a.regime[task].ladder_ordered if task in a.regime else None
+        ],
+    )
+    add("noise floor: mean seed std of a cell", lambda a: _num((_noise_floor(a, task) or (math.nan,))[0]))
+
+    def delta(a: Analysis) -> str:
+        mult, addv, n, wins = _mean_delta_h(a, task)
+        return f"{_num(mult)} vs {_num(addv)}; multiplicative lower in {wins} of {n}"
+
+    add("mean Δh, multiplicative vs additive", delta)
+    for method in after.methods(task):
+        label = METHOD_LABELS.get(method, method)
+        for factor, param, name in (
+            ("model_size", "alpha", "α_m"),
+            ("pretrain_tokens", "alpha", "α_p"),
+            ("model_size", "beta", "β"),
+        ):
+            add(f"{name} {label}", lambda a, m=method, f=factor, p=param: _ci(a, task, m, f, p))
+    add("β order (model-size fit)", lambda a: _beta_order(a, task))
+    for pair in (
+        sorted(set(after.critical.loc[after.critical["task"] == task, "pair"])) if len(after.critical) else []
+    ):
+        add(f"critical D_f, {pair} (model size)", lambda a, p=pair: _critical_at_ends(a, task, p))
+    text = tables.to_markdown(pd.DataFrame(rows))
+    verdicts = {(f.statement, f.scope): f.verdict for f in before.findings if f.task == task}
+    changes = [
+        {
+            "finding": f.statement,
+            "scope": f.scope,
+            "before": verdicts[(f.statement, f.scope)],
+            "after": f.verdict,
+        }
+        for f in after.findings
+        if f.task == task
+        and (f.statement, f.scope) in verdicts
+        and verdicts[(f.statement, f.scope)] != f.verdict
+    ]
+    same = sum(
+        1 for f in after.findings if f.task == task and verdicts.get((f.statement, f.scope)) == f.verdict
+    )
+    text += f"\nFindings whose verdict changed ({len(changes)}; {same} kept theirs):\n\n"
+    text += tables.to_markdown(pd.DataFrame(changes)) if changes else "_None._\n"
+    return text
+
+
+def before_after_summary_block(pairs: Iterable[tuple[str, Analysis, Analysis, str]]) -> str:
+    """One row per task: regime, mean Δh and the findings' verdict counts, before and after."""
+    rows = []
+    for label, before, after, task in pairs:
+        row = {"task": label}
+        for name, a in (("before", before), ("after", after)):
+            mult, _, _, _ = _mean_delta_h(a, task)
+            regime = a.regime.get(task)
+            share = regime.budget_bound_share if regime else None
+            verdicts = [f.verdict for f in a.findings if f.task == task]
+            row[f"tokens/param ({name})"] = _tokens_per_param(a, task)
+            row[f"budget-bound ({name})"] = "–" if share is None else f"{share:.0%}"
+            row[f"mult. Δh ({name})"] = _num(mult)
+            row[f"confirms / refutes / cannot tell ({name})"] = " / ".join(
+                str(verdicts.count(v)) for v in ("confirms", "refutes", "cannot tell")
+            )
+        rows.append(row)
+    return tables.to_markdown(pd.DataFrame(rows))
+
+
 TASK_BLOCKS = {
     "table4": table4_block,
     "heldout": heldout_block,
@@ -491,6 +741,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     manifest = load_manifest(results_dir / MANIFEST_NAME)
     out = Regeneration()
     summary: list[tuple[Analysis, str, str]] = []
+    before_after: list[tuple[str, Analysis, Analysis, str]] = []
     for entry in manifest.tasks:
         path = results_dir / entry.file
         if not path.is_file():
@@ -503,7 +754,22 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
         analysis = analyse(frame, n_bootstrap=manifest.bootstrap, seed=manifest.seed, source=entry.file)
         for name, render in TASK_BLOCKS.items():
             out.blocks[f"{name}-{entry.key}"] = render(analysis, task, entry.paper)
+        out.blocks[f"regime-{entry.key}"] = regime_block(analysis, frame, task)
         summary.append((analysis, task, entry.paper))
+        if entry.previous is not None:
+            before_path = results_dir / entry.previous
+            if not before_path.is_file():
+                raise DataError(
+                    f"{results_dir / MANIFEST_NAME}: tasks.{entry.key}.previous: {before_path} not found; "
+                    "commit the earlier results there or drop the key"
+                )
+            before_frame = load_results(before_path)
+            before_frame = before_frame[before_frame["task"].astype(str) == task]
+            before = analyse(
+                before_frame, n_bootstrap=manifest.bootstrap, seed=manifest.seed, source=entry.previous
+            )
+            out.blocks[f"before-after-{entry.key}"] = before_after_block(before, analysis, task)
+            before_after.append((entry.label, before, analysis, task))
         if plots_dir is not None:
             written, skipped = _write_figures(analysis, task, entry.key, plots_dir)
             out.figures += written
@@ -512,6 +778,8 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     if summary:
         out.blocks["heldout-summary"] = heldout_summary_block(summary)
         out.blocks["heldout-breakdown"] = heldout_breakdown_block(summary)
+    if before_after:
+        out.blocks["before-after-summary"] = before_after_summary_block(before_after)
     return out
 
 

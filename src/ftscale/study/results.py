@@ -14,11 +14,13 @@ reference (never in a fit).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ftscale.finetune.params import planned_steps, steps_per_epoch
 from ftscale.study.store import METRIC_COLUMNS, Store, write_table
 
 # Columns of the contract, first in this order; every other metric follows.
@@ -98,6 +100,7 @@ def _table(study_dir: str | Path, kind: str, all_plans: bool = False) -> pd.Data
     )
     for column in ("steps_run", "train_tokens", "tokens_per_s", "n_test_tokens"):  # not promoted by the store
         runs[column] = pd.to_numeric(metrics.map(lambda m, c=column: m.get(c)), errors="coerce")
+    runs = runs.assign(**_epochs(params, metrics, runs))  # NaN for baselines: they do not train
     # The base model of each run: all its parameters and its validation loss at the run's checkpoint (the study's
     # regime diagnostics: tokens per parameter, the ladder's order). Our own family's come from the pretraining
     # job; a published model's total from the run itself, and it has no validation loss here.
@@ -119,6 +122,34 @@ def _table(study_dir: str | Path, kind: str, all_plans: bool = False) -> pd.Data
     dropped |= {c for c in runs.columns if c in ("heldout_prompt_length", "heldout_lora_rank")}
     rest = [c for c in runs.columns if c not in leading and c not in dropped]
     return runs[leading + rest].reset_index(drop=True)
+
+
+def _epochs(params: pd.Series, metrics: pd.Series, runs: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each finetuning run's budget and use of it in passes over its data: ``epochs_allowed`` (the budget its
+    step cap and epoch limit allow), ``epochs_run`` (steps taken), ``best_epoch`` (where its best dev loss was),
+    and ``stopped_early`` (the dev loss, not the budget, ended it). NaN where the job did not record them."""
+    allowed, run, best = [], [], []
+    for p, m, steps, best_step in zip(params, metrics, runs["steps_run"], runs["best_step"], strict=True):
+        config = p.get("method_config") or {}
+        n = m.get("n_train_examples") or p.get("ft_examples")
+        batch = config.get("batch_size")
+        if not n or not batch:
+            allowed.append(math.nan), run.append(math.nan), best.append(math.nan)
+            continue
+        per_epoch = steps_per_epoch(int(n), int(batch))
+        budget = planned_steps(
+            int(n), int(batch), config.get("max_steps", math.inf), config.get("max_epochs")
+        )
+        allowed.append(budget / per_epoch)
+        run.append(math.nan if pd.isna(steps) else steps / per_epoch)  # pending or failed: not recorded
+        best.append(math.nan if best_step is None or pd.isna(best_step) else best_step / per_epoch)
+    index = runs.index
+    return {
+        "epochs_allowed": pd.Series(allowed, index=index, dtype=float),
+        "epochs_run": pd.Series(run, index=index, dtype=float),
+        "best_epoch": pd.Series(best, index=index, dtype=float),
+        "stopped_early": metrics.map(lambda m: m.get("stopped_early")).astype("boolean"),
+    }
 
 
 def _base_facts(
