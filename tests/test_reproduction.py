@@ -341,8 +341,13 @@ def test_regenerate_renders_every_block_beside_the_paper_and_checks_clean(tmp_pa
         "regime-en-de",
         "heldout-summary",
         "heldout-breakdown",
+        "heldout-curvature",
     }
     assert set(result.blocks) == names
+    # one row per method, a gain per doubling of D_f (100 … 1,600), and the law's shrink factor 2^-β
+    curvature = result.blocks["heldout-curvature"]
+    assert "| 100→200 | 200→400 | 400→800 | 800→1,600 | law: each gain × 2^-β |" in curvature
+    assert "| multi30k-en-de | FMT |" in curvature and "| 0.901 |" in curvature  # 2^-0.15
     # no best_step / steps_run / epochs in these results: the regime block says what it cannot know
     assert "budget-bound share unknown" in result.blocks["regime-en-de"]
     # the breakdown's per-setting Δh is the same number the Tables 2/6 block reports

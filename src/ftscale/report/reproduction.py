@@ -23,6 +23,7 @@ fits across machines (BLAS, libm) do not count as drift while any changed result
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -651,6 +652,40 @@ def before_after_block(before: Analysis, after: Analysis, task: str) -> str:
     return text
 
 
+def data_curvature_block(entries: Iterable[tuple[pd.DataFrame, Analysis, str]]) -> str:
+    """How the loss falls with each doubling of D_f, per task and method (the model-size factor's runs, averaged
+    over model sizes and seeds), beside what the fitted multiplicative law implies. Under L = A·X^-α·D^-β + E
+    every doubling gains 2^-β times the previous one, so the gains shrink; gains that grow with D_f mark curves
+    that no such law follows, whatever its parameters."""
+    rows = []
+    for frame, analysis, task in entries:
+        runs = frame[(frame["method"] != "base") & (frame["status"] == "done")]
+        if "in_model_size" in runs.columns:
+            runs = runs[runs["in_model_size"].fillna(False).astype(bool)]
+        for method in analysis.methods(task):
+            group = runs[runs["method"] == method]
+            means = group.groupby("ft_examples")["loss"].mean().sort_index()
+            if len(means) < 2:
+                continue
+            sizes = [int(n) for n in means.index]
+            row = {"task": task, "method": METHOD_LABELS.get(method, method)}
+            for (a, la), (b, lb) in itertools.pairwise(zip(sizes, means.to_numpy(), strict=True)):
+                row[f"{a:,}→{b:,}"] = tables.fmt_number(float(la - lb), 2)
+            law = analysis.laws.get((task, method, "model_size", "multiplicative"))
+            row["law: each gain × 2^-β"] = (
+                tables.fmt_number(2 ** -float(law.params_["beta"]), 3) if law is not None else "–"
+            )
+            rows.append(row)
+    if not rows:
+        return "_No model-size runs._\n"
+    text = (
+        "Mean test-loss gain (nats) from each doubling of the finetuning data, over the model-size factor's runs "
+        "(all sizes and seeds). Under the fitted law each gain is the previous one × 2^-β (last column), so the "
+        "gains should shrink from left to right.\n\n"
+    )
+    return text + tables.to_markdown(pd.DataFrame(rows).fillna("–"))
+
+
 def before_after_summary_block(pairs: Iterable[tuple[str, Analysis, Analysis, str]]) -> str:
     """One row per task: regime, mean Δh and the findings' verdict counts, before and after."""
     rows = []
@@ -741,6 +776,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     manifest = load_manifest(results_dir / MANIFEST_NAME)
     out = Regeneration()
     summary: list[tuple[Analysis, str, str]] = []
+    curvature: list[tuple[pd.DataFrame, Analysis, str]] = []
     before_after: list[tuple[str, Analysis, Analysis, str]] = []
     for entry in manifest.tasks:
         path = results_dir / entry.file
@@ -756,6 +792,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
             out.blocks[f"{name}-{entry.key}"] = render(analysis, task, entry.paper)
         out.blocks[f"regime-{entry.key}"] = regime_block(analysis, frame, task)
         summary.append((analysis, task, entry.paper))
+        curvature.append((frame, analysis, task))
         if entry.previous is not None:
             before_path = results_dir / entry.previous
             if not before_path.is_file():
@@ -778,6 +815,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     if summary:
         out.blocks["heldout-summary"] = heldout_summary_block(summary)
         out.blocks["heldout-breakdown"] = heldout_breakdown_block(summary)
+        out.blocks["heldout-curvature"] = data_curvature_block(curvature)
     if before_after:
         out.blocks["before-after-summary"] = before_after_summary_block(before_after)
     return out
