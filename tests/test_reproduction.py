@@ -342,8 +342,14 @@ def test_regenerate_renders_every_block_beside_the_paper_and_checks_clean(tmp_pa
         "heldout-summary",
         "heldout-breakdown",
         "heldout-curvature",
+        "findings-summary",
     }
     assert set(result.blocks) == names
+    assert (
+        "| A bigger LLM helps finetuning more than more pretraining (α_m > α_p) | FMT | "
+        in (result.blocks["findings-summary"])
+    )
+    assert "| **confirms / refutes / cannot tell** |" in result.blocks["findings-summary"]
     # one row per method, a gain per doubling of D_f (100 … 1,600), and the law's shrink factor 2^-β
     curvature = result.blocks["heldout-curvature"]
     assert "| 100→200 | 200→400 | 400→800 | 800→1,600 | law: each gain × 2^-β |" in curvature

@@ -24,7 +24,7 @@ from ftscale.analysis.core import Analysis, analyse
 from ftscale.analysis.findings import Finding
 from ftscale.analysis.fit_only import FitOnlyAnalysis, analyse_points, load_points
 from ftscale.analysis.synthetic import PAPER_EN_DE, MethodTruth, SyntheticStudy, truth_at_scale
-from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MIN_TOKENS_PER_PARAM, Regime
+from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MIN_TOKENS_PER_PARAM, Regime, budget_bound_flags
 
 __all__ = [
     "FACTORS",
@@ -42,6 +42,7 @@ __all__ = [
     "SyntheticStudy",
     "analyse",
     "analyse_points",
+    "budget_bound_flags",
     "build_cells",
     "load_points",
     "load_results",

@@ -43,13 +43,13 @@ from ftscale.analysis import (
     Analysis,
     Finding,
     analyse,
+    budget_bound_flags,
     load_results,
 )
 from ftscale.errors import DataError, UserError
 from ftscale.laws.bootstrap import percentile_ci
 from ftscale.report import tables
 from ftscale.report.docblocks import check_blocks, parse_blocks, rewrite_blocks
-from ftscale.study.regime import budget_bound_flags
 
 MANIFEST_NAME = "manifest.json"
 # Bootstrap resamples per task: about 40 s for a whole analysis of a small-preset study (5 sizes, 5 pretraining
@@ -686,6 +686,32 @@ def data_curvature_block(entries: Iterable[tuple[pd.DataFrame, Analysis, str]]) 
     return text + tables.to_markdown(pd.DataFrame(rows).fillna("–"))
 
 
+def findings_summary_block(entries: Iterable[tuple[str, Analysis, str]]) -> str:
+    """One row per finding and scope, one column per task: the verdict (details and CIs in the task blocks)."""
+    verdicts: dict[tuple[str, str], dict[str, str]] = {}
+    labels = []
+    for label, analysis, task in entries:
+        labels.append(label)
+        for finding in analysis.findings:
+            if finding.task == task:
+                verdicts.setdefault((finding.statement, finding.scope), {})[label] = finding.verdict
+    if not verdicts:
+        return "_No findings._\n"
+    rows = [
+        {"finding": statement, "scope": scope, **{label: cells.get(label, "–") for label in labels}}
+        for (statement, scope), cells in verdicts.items()
+    ]
+    counts = {
+        label: " / ".join(
+            str(sum(cells.get(label) == v for cells in verdicts.values()))
+            for v in ("confirms", "refutes", "cannot tell")
+        )
+        for label in labels
+    }
+    rows.append({"finding": "**confirms / refutes / cannot tell**", "scope": "", **counts})
+    return tables.to_markdown(pd.DataFrame(rows))
+
+
 def before_after_summary_block(pairs: Iterable[tuple[str, Analysis, Analysis, str]]) -> str:
     """One row per task: regime, mean Δh and the findings' verdict counts, before and after."""
     rows = []
@@ -777,6 +803,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
     out = Regeneration()
     summary: list[tuple[Analysis, str, str]] = []
     curvature: list[tuple[pd.DataFrame, Analysis, str]] = []
+    labelled: list[tuple[str, Analysis, str]] = []
     before_after: list[tuple[str, Analysis, Analysis, str]] = []
     for entry in manifest.tasks:
         path = results_dir / entry.file
@@ -793,6 +820,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
         out.blocks[f"regime-{entry.key}"] = regime_block(analysis, frame, task)
         summary.append((analysis, task, entry.paper))
         curvature.append((frame, analysis, task))
+        labelled.append((entry.label, analysis, task))
         if entry.previous is not None:
             before_path = results_dir / entry.previous
             if not before_path.is_file():
@@ -816,6 +844,7 @@ def regenerate(results_dir: Path, plots_dir: Path | None = None) -> Regeneration
         out.blocks["heldout-summary"] = heldout_summary_block(summary)
         out.blocks["heldout-breakdown"] = heldout_breakdown_block(summary)
         out.blocks["heldout-curvature"] = data_curvature_block(curvature)
+        out.blocks["findings-summary"] = findings_summary_block(labelled)
     if before_after:
         out.blocks["before-after-summary"] = before_after_summary_block(before_after)
     return out
