@@ -495,6 +495,11 @@ def test_manifest_previous_must_be_a_path_and_exist(tmp_path):
     manifest["tasks"]["en-de"]["previous"] = "v1/a.csv"
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert load_manifest(tmp_path / "manifest.json").tasks[0].previous == "v1/a.csv"
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Doc\n")
+    # a missing earlier results file is one line naming the manifest key, exit 2, nothing written
+    assert reproduction.main([str(tmp_path), "--doc", str(doc)]) == 2
+    assert doc.read_text() == "# Doc\n"
 
 
 def test_committed_results_are_in_regime():

@@ -212,6 +212,19 @@ def heldout_block(analysis: Analysis, task: str, paper_task: str) -> str:
     return tables.to_markdown(pd.DataFrame(rows))
 
 
+def _heldout_settings(analysis: Analysis, task: str) -> list[tuple[str, str, float, float]]:
+    """(method, factor, multiplicative Δh, additive Δh) of every setting of the paper's factors where both laws
+    have a held-out error."""
+    settings = []
+    for method in _method_rows(analysis, task):
+        for factor in PAPER_FACTORS_IN_OURS:
+            mult = _delta_h(analysis, task, method, factor, "multiplicative")
+            add = _delta_h(analysis, task, method, factor, "additive")
+            if math.isfinite(mult) and math.isfinite(add):
+                settings.append((method, factor, mult, add))
+    return settings
+
+
 def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
     """Mean Δh of both laws over every (task, method, factor) setting present, beside the paper's 0.0079 / 0.0083."""
     entries = list(entries)
@@ -219,22 +232,17 @@ def heldout_summary_block(entries: Iterable[tuple[Analysis, str, str]]) -> str:
     theirs: dict[str, list[float]] = {"multiplicative": [], "additive": []}
     ours_wins = theirs_wins = n_theirs = 0
     for analysis, task, paper_task in entries:
-        for method in _method_rows(analysis, task):
-            for factor in PAPER_FACTORS_IN_OURS:
-                mult = _delta_h(analysis, task, method, factor, "multiplicative")
-                add = _delta_h(analysis, task, method, factor, "additive")
-                if not (math.isfinite(mult) and math.isfinite(add)):
-                    continue
-                ours["multiplicative"].append(mult)
-                ours["additive"].append(add)
-                ours_wins += mult < add
-                p_mult = paper.heldout_value(paper_task, factor, "multiplicative", method)
-                p_add = paper.heldout_value(paper_task, factor, "additive", method)
-                if p_mult is not None and p_add is not None:
-                    theirs["multiplicative"].append(p_mult)
-                    theirs["additive"].append(p_add)
-                    theirs_wins += p_mult < p_add
-                    n_theirs += 1
+        for method, factor, mult, add in _heldout_settings(analysis, task):
+            ours["multiplicative"].append(mult)
+            ours["additive"].append(add)
+            ours_wins += mult < add
+            p_mult = paper.heldout_value(paper_task, factor, "multiplicative", method)
+            p_add = paper.heldout_value(paper_task, factor, "additive", method)
+            if p_mult is not None and p_add is not None:
+                theirs["multiplicative"].append(p_mult)
+                theirs["additive"].append(p_add)
+                theirs_wins += p_mult < p_add
+                n_theirs += 1
     rows = []
     for form in ("multiplicative", "additive"):
         rows.append(
@@ -487,10 +495,11 @@ def regime_block(analysis: Analysis, frame: pd.DataFrame, task: str) -> str:
             ]
             text += f"\nCheckpoints of the pretraining-data base ({base}):\n\n"
             text += tables.to_markdown(pd.DataFrame(rows).fillna("–"))
-    flags = budget_bound_flags(runs)
     if "epochs_run" in runs.columns and len(runs):
         rows = []
-        for (method, n), group in runs.assign(_bound=flags).groupby(["method", "ft_examples"], sort=True):
+        for (method, n), group in runs.assign(_bound=budget_bound_flags(runs)).groupby(
+            ["method", "ft_examples"], sort=True
+        ):
             bound = group["_bound"].dropna()
             rows.append(
                 {
@@ -526,18 +535,17 @@ def regime_block(analysis: Analysis, frame: pd.DataFrame, task: str) -> str:
 def _mean_delta_h(analysis: Analysis, task: str) -> tuple[float, float, int, int]:
     """Mean Δh of the multiplicative and additive laws over the paper's factors × methods, the settings counted
     and those where the multiplicative law is lower."""
-    mult, add = [], []
-    for method in _method_rows(analysis, task):
-        for factor in PAPER_FACTORS_IN_OURS:
-            m = _delta_h(analysis, task, method, factor, "multiplicative")
-            a = _delta_h(analysis, task, method, factor, "additive")
-            if math.isfinite(m) and math.isfinite(a):
-                mult.append(m)
-                add.append(a)
-    wins = sum(m < a for m, a in zip(mult, add, strict=True))
-    if not mult:
+    settings = _heldout_settings(analysis, task)
+    if not settings:
         return math.nan, math.nan, 0, 0
-    return float(np.mean(mult)), float(np.mean(add)), len(mult), wins
+    mult = [m for _, _, m, _ in settings]
+    add = [a for _, _, _, a in settings]
+    return (
+        float(np.mean(mult)),
+        float(np.mean(add)),
+        len(settings),
+        sum(m < a for m, a in zip(mult, add, strict=True)),
+    )
 
 
 def _tokens_per_param(analysis: Analysis, task: str) -> str:
