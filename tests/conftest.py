@@ -48,3 +48,20 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path = REPO_ROOT) -> subproce
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def assert_objective_gradient(law, raw_center, X, y, rng, trials: int = 3) -> None:
+    """The law's analytic objective gradient matches central finite differences at points near ``raw_center``."""
+    import numpy as np
+
+    for _ in range(trials):
+        raw = raw_center + rng.normal(0, 0.05, len(raw_center))
+        f, g = law.objective_and_gradient(raw, X, y)
+        h, eye = 1e-6, np.eye(len(raw))
+        numeric = np.array(
+            [
+                (law.objective(raw + h * eye[i], X, y) - law.objective(raw - h * eye[i], X, y)) / (2 * h)
+                for i in range(len(raw))
+            ]
+        )
+        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-9 * max(1.0, abs(f)))

@@ -29,10 +29,12 @@ MULT = {"A": 3.3e3, "alpha": 0.34, "beta": 0.14, "E": 1.0}  # Table 4, En-Zh FMT
 ADD = {"A": 2.0e3, "alpha": 0.35, "B": 60.0, "beta": 0.3, "E": 1.0}
 
 
-def test_multiplicative_recovery_linear_residual():
+@pytest.mark.parametrize("solver", ["multistart", "vp"])
+def test_multiplicative_recovery_linear_residual(solver):
     y = noisy(MultiplicativeLaw, MULT)
-    law = MultiplicativeLaw().fit(GRID, y)
-    assert law.converged_ and law.n_starts_ == 750
+    law = MultiplicativeLaw(solver=solver).fit(GRID, y)
+    # the Hoffmann grid's 750 starts, or the variable-projection grid of (alpha, beta) pairs
+    assert law.converged_ and law.n_starts_ == (750 if solver == "multistart" else 36**2)
     assert law.params_["alpha"] == pytest.approx(MULT["alpha"], abs=0.03)
     assert law.params_["beta"] == pytest.approx(MULT["beta"], abs=0.03)
     assert law.params_["E"] == pytest.approx(MULT["E"], abs=0.05)

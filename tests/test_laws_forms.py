@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import assert_objective_gradient
 from ftscale.errors import FitError
 from ftscale.laws.forms import (
     AdditiveLaw,
@@ -61,21 +62,7 @@ def test_analytic_gradient_matches_finite_differences(cls, residual, reduction):
     y = formula(cls, TRUE[cls], X) * np.exp(RNG.normal(0, 0.01, len(X)))
     # delta between the residual sizes so both Huber branches are exercised
     law = cls(residual=residual, reduction=reduction, huber_delta=3e-3)
-    for _ in range(3):
-        raw = cls.raw_from_natural(**TRUE[cls]) + RNG.normal(0, 0.05, len(cls.raw_param_names))
-        f, g = law.objective_and_gradient(raw, X, y)
-        h = 1e-6
-        numeric = np.array(
-            [
-                (
-                    law.objective(raw + h * np.eye(len(raw))[i], X, y)
-                    - law.objective(raw - h * np.eye(len(raw))[i], X, y)
-                )
-                / (2 * h)
-                for i in range(len(raw))
-            ]
-        )
-        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-9 * max(1.0, abs(f)))
+    assert_objective_gradient(law, cls.raw_from_natural(**TRUE[cls]), X, y, RNG)
 
 
 def test_log_residual_objective_is_summed_huber_of_log_ratio():

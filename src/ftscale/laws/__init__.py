@@ -3,7 +3,8 @@
 ``from ftscale.laws import MultiplicativeLaw, fit_two_stage, bootstrap_two_stage, critical_data_size``:
 
 - ``forms``: the law forms and their one registry (``LAW_FORMS``, ``law_class``);
-- ``objective``: the Huber objective of a fit; ``fitting``: multi-start and two-stage fits;
+- ``objective``: the Huber / least-squares objective of a fit; ``fitting``: multi-start and two-stage fits;
+  ``vp``: variable projection; ``selection``: choosing a form by extrapolation; ``ranking``: ranking candidates;
 - ``bootstrap``: bootstrap refits and percentile intervals; ``evaluation``: Δe / Δh, splits, seed averages;
 - ``critical``: critical data sizes between two laws; ``io``: reading results tables and points.
 """
@@ -16,7 +17,10 @@ from ftscale.laws.critical import (
     critical_curve,
     critical_data_size,
     critical_data_size_ci,
+    data_multiplier,
+    equivalent_data_size,
     predict_at,
+    prob_better,
 )
 from ftscale.laws.evaluation import (
     FitReport,
@@ -33,9 +37,13 @@ from ftscale.laws.forms import (
     LAW_NAMES,
     SINGLE_FACTOR_LAWS,
     AdditiveLaw,
+    BrokenLaw,
     FitWarning,
+    M3Law,
+    M4Law,
     MultiplicativeLaw,
     PowerLaw,
+    RectifiedJointLaw,
     RectifiedLaw,
     ScalingLaw,
     VanillaLaw,
@@ -50,12 +58,16 @@ __all__ = [
     "SINGLE_FACTOR_LAWS",
     "AdditiveLaw",
     "BootstrapResult",
+    "BrokenLaw",
     "CriticalCI",
     "CriticalPoints",
     "FitReport",
     "FitWarning",
+    "M3Law",
+    "M4Law",
     "MultiplicativeLaw",
     "PowerLaw",
+    "RectifiedJointLaw",
     "RectifiedLaw",
     "ScalingLaw",
     "TwoStageResult",
@@ -67,6 +79,8 @@ __all__ = [
     "critical_curve",
     "critical_data_size",
     "critical_data_size_ci",
+    "data_multiplier",
+    "equivalent_data_size",
     "evaluate_fit",
     "exact_mean",
     "fit_errors",
@@ -75,6 +89,7 @@ __all__ = [
     "law_class",
     "percentile_ci",
     "predict_at",
+    "prob_better",
     "read_lin2024",
     "read_points",
     "read_table",

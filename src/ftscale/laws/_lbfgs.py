@@ -117,9 +117,9 @@ def batched_lbfgs(
         sy = np.einsum("ij,ij->i", s, yv)
         slot = it % memory
         s_hist[slot, idx], y_hist[slot, idx] = s, yv
-        rho[slot, idx] = np.where(
-            sy > 1e-12 * np.einsum("ij,ij->i", yv, yv), 1.0 / np.where(sy != 0, sy, 1.0), 0.0
-        )
+        # a pair without usable curvature is skipped (rho = 0), including a denormal s·y whose inverse overflows
+        curved = (sy > 1e-12 * np.einsum("ij,ij->i", yv, yv)) & (sy > 1e-200)
+        rho[slot, idx] = np.where(curved, 1.0 / np.where(curved, sy, 1.0), 0.0)
 
         converged_f = (fa - f_new) <= ftol * np.maximum(np.maximum(np.abs(fa), np.abs(f_new)), 1e-300)
         pg = projected_gradient(x_new, g_new, lo, hi)

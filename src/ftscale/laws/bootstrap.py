@@ -58,6 +58,21 @@ class BootstrapResult:
     samples: pd.DataFrame  # one row per converged resample, index = resample number
     estimate: dict[str, float]  # full-data values
     n_failed: int
+    #: (len(samples), p) full raw parameter vectors of those resamples, same order
+    raw: np.ndarray | None = None
+    #: resamples whose warm-started refit did not converge and were refitted from the whole grid
+    n_cold: int = 0
+
+    def predict(self, law: ScalingLaw, X: Any) -> np.ndarray:
+        """Predictions of every converged resample at ``X``: shape (len(samples), n), in one batched call.
+
+        ``law`` is the fitted law the bootstrap resampled (it supplies the form and validates ``X``)."""
+        if self.raw is None:
+            raise FitError("these bootstrap samples carry no raw parameters; rerun bootstrap() to predict")
+        if len(self.raw) == 0:
+            return np.zeros((0, len(np.atleast_1d(np.asarray(X, dtype=float)))))
+        log_pred, _ = law.log_prediction(self.raw, law._check_X(X))
+        return np.exp(log_pred)
 
     def paired_with(self, other: BootstrapResult) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Both sample tables restricted to the resample numbers present in both, in the same order."""
@@ -134,8 +149,8 @@ def bootstrap(
     """Bootstrap a law's parameters: resample points with replacement, refit each resample locally.
 
     Each resample is warm-started from the full-data optimum (as Epoch's replication did) rather than re-run
-    from the whole grid. A resample whose refit does not converge counts in ``n_failed`` and is left out of
-    ``samples``, whose index keeps the resample numbers (see ``BootstrapResult``). ``prefit=True`` says the law
+    from the whole grid; only a warm refit that does not converge is redone from the grid. A resample whose
+    refit still does not converge counts in ``n_failed`` and is left out of ``samples``, whose index keeps the resample numbers (see ``BootstrapResult``). ``prefit=True`` says the law
     is already fitted on exactly ``(X, y)``: its optimum is reused instead of fitting the full data again.
     """
     law = (
@@ -155,6 +170,17 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     counts = _resample_counts(rng, len(targets), n_resamples)
     xs, ok = _run_warm_started(law, log_inputs, targets, counts, max(1, int(n_jobs)))
+    n_cold = int((~ok).sum())
+    for row in np.flatnonzero(~ok):  # a warm refit that left the full-data basin: redo it from the whole grid
+        cold = _fresh_copy(law)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)
+                cold.fit(X, y, sample_weight=counts[row])
+        except FitError:
+            continue
+        if cold.converged_:
+            xs[row], ok[row] = cold.raw_params_[law.free_index], True
     records = []
     probe = _fresh_copy(law)
     for x in xs[ok]:
@@ -168,20 +194,11 @@ def bootstrap(
         estimate[name] = float(func(law))
     columns = list(law.param_names) + list(derived or {})
     samples = pd.DataFrame(records, columns=columns, index=pd.Index(np.flatnonzero(ok), name="resample"))
-    return BootstrapResult(samples, estimate, int((~ok).sum()))
+    return BootstrapResult(samples, estimate, int((~ok).sum()), raw=law.full_raw(xs[ok]), n_cold=n_cold)
 
 
 def _fresh_copy(law: ScalingLaw) -> ScalingLaw:
-    return type(law)(
-        residual=law.residual,
-        huber_delta=law.huber_delta,
-        reduction=law.reduction,
-        grid=law.grid,
-        fixed=law.fixed,
-        bounds=law.bounds,
-        seed=law.seed,
-        max_iter=law.max_iter,
-    )
+    return type(law)(**law.config(full=True))
 
 
 def _factor_counts(
@@ -267,8 +284,9 @@ def bootstrap_two_stage(
     the full-data optimum: stage 1 from the full-data stage-1 parameters, then stage 2 per factor from its
     full-data (a, alpha[, b]) with the resample's beta, E held (Epoch's approach for Chinchilla); all resamples
     run batched, then each is scipy-polished, optionally in ``n_jobs`` processes. ``warm_start=False`` reruns
-    the whole two-stage fit from its grid of starts for every resample (same resamples, much slower).
-    A resample whose refit does not converge counts in ``n_failed`` and is left out of ``samples``.
+    the whole two-stage fit from its grid of starts for every resample (same resamples, much slower); a warm
+    refit that does not converge is redone so too. A resample whose refit still does not converge counts in
+    ``n_failed`` and is left out of ``samples``.
     """
     if "weights" in fit_kwargs:
         raise FitError("bootstrap_two_stage sets the point weights itself (resample counts); drop 'weights'")
@@ -279,12 +297,7 @@ def bootstrap_two_stage(
     records: dict[int, dict[str, float]] = {}
     if warm_start:
         template = next(iter(full.laws.values()))  # the full fit's objective settings, as fit_two_stage used
-        config = {
-            "residual": template.residual,
-            "huber_delta": template.huber_delta,
-            "reduction": template.reduction,
-            "grid": template.grid,
-        }
+        config = template.config()
         law_cls = type(template)
         form = "multiplicative" if law_cls is MultiplicativeLaw else "additive"
         rows = np.arange(n_resamples)
@@ -306,23 +319,27 @@ def bootstrap_two_stage(
                         if param not in ("beta", "E"):
                             record[f"{name}.{param}"] = value
                 records[int(row)] = record
-    else:
-        for row in range(n_resamples):
-            weights = {name: c[row] for name, c in counts.items()}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FitWarning)
-                    res = fit_two_stage(factors, weights=weights, **fit_kwargs)
-            except FitError:
-                continue
-            if res.converged:
-                records[row] = _two_stage_record(res)
+    # A warm refit that did not converge (it left the full-data basin) is redone cold, from the whole grid; so is
+    # every resample without ``warm_start``.
+    n_cold = n_resamples - len(records) if warm_start else 0
+    for row in range(n_resamples):
+        if row in records:
+            continue
+        weights = {name: c[row] for name, c in counts.items()}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)
+                res = fit_two_stage(factors, weights=weights, **fit_kwargs)
+        except FitError:
+            continue
+        if res.converged:
+            records[row] = _two_stage_record(res)
     estimate = _two_stage_record(full)
     order = sorted(records)
     samples = pd.DataFrame(
         [records[r] for r in order], columns=list(estimate), index=pd.Index(order, name="resample", dtype=int)
     )
-    return BootstrapResult(samples, estimate, n_resamples - len(records))
+    return BootstrapResult(samples, estimate, n_resamples - len(records), n_cold=n_cold)
 
 
 def _two_stage_record(result: TwoStageResult) -> dict[str, float]:

@@ -51,6 +51,48 @@ def predict_at(law: Any, x: float | np.ndarray | None, d: np.ndarray) -> np.ndar
     return np.asarray(law.predict(d), dtype=float)
 
 
+def equivalent_data_size(
+    law: Any, x: float | None, loss: float, d_min: float = 1e-6, d_max: float = 1e15
+) -> float:
+    """The D_f at which ``law`` (at ``x``; None for a single-factor law) reaches ``loss``.
+
+    inf when the law stays above ``loss`` up to ``d_max`` (its floor is higher), ``d_min`` when it is already
+    below at ``d_min``. The laws decrease in D_f; the root is found on log D_f by Brent's method.
+    """
+
+    def gap(log_d: float) -> float:
+        return float(predict_at(law, x, np.array([math.exp(log_d)]))[0]) - loss
+
+    lo, hi = math.log(d_min), math.log(d_max)
+    if gap(hi) > 0:
+        return math.inf
+    if gap(lo) <= 0:
+        return d_min
+    return math.exp(brentq(gap, lo, hi, xtol=1e-12))
+
+
+def prob_better(
+    draws_a: Sequence[Any], draws_b: Sequence[Any], x_a: float, x_b: float, d: float
+) -> tuple[float, int]:
+    """Share of paired bootstrap draws in which law a (at x_a) predicts a lower loss at ``d`` than law b (at x_b).
+
+    Draw i of a is paired with draw i of b: the methods' bootstraps resample independent experiments, so each
+    pair is one draw from the joint sampling distribution. Returns (probability, number of pairs)."""
+    n = min(len(draws_a), len(draws_b))
+    if n == 0:
+        return math.nan, 0
+    pa = np.array([predict_at(law, x_a, np.array([d]))[0] for law in draws_a[:n]])
+    pb = np.array([predict_at(law, x_b, np.array([d]))[0] for law in draws_b[:n]])
+    return float(np.mean(pa < pb)), n
+
+
+def data_multiplier(law: Any, other: Any, x: float, d: float) -> float:
+    """k such that ``other`` at k·d examples reaches ``law``'s loss at d (same base size x); inf if it never
+    does (its floor lies above that loss), below 1 when ``other`` is the more data-efficient one there."""
+    target = float(predict_at(law, x, np.array([d]))[0])
+    return equivalent_data_size(other, x, target) / d
+
+
 @dataclass(frozen=True)
 class Regime:
     """A data-size interval in which one method is predicted better (lower loss) than the other."""

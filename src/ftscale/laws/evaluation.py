@@ -62,6 +62,55 @@ def aggregate_cells(df: pd.DataFrame, keys: Sequence[str], y: str) -> pd.DataFra
     return out
 
 
+def noise_floor(std: Any, n_seeds: Any) -> float:
+    """Δ that a law predicting every cell's TRUE mean exactly would score against seed means: a mean of n seeds
+    with seed std s misses its true mean by E|N(0, s²/n)| = √(2/π)·s/√n; averaged over the cells with ≥ 2 seeds
+    (NaN when none has). A Δh near this floor is all the data can resolve; far above it, the law misses."""
+    std, n = np.asarray(std, dtype=float), np.asarray(n_seeds, dtype=float)
+    keep = (n > 1) & np.isfinite(std)
+    if not keep.any():
+        return math.nan
+    return float(np.mean(math.sqrt(2 / math.pi) * std[keep] / np.sqrt(n[keep])))
+
+
+@dataclass
+class LackOfFit:
+    """Pure-error F test of a law against the seed noise of replicated cells (Draper & Smith, ch. 2.1)."""
+
+    f: float
+    p: float  # P(F ≥ f) if the law were exact: small p = the law misses by more than the seeds vary
+    df_lack: int
+    df_pure: int
+
+    def describe(self) -> str:
+        if not math.isfinite(self.p):
+            return "lack-of-fit test: needs cells with several seeds and more cells than parameters"
+        verdict = "fits within the seed noise" if self.p >= 0.05 else "misses by more than the seed noise"
+        return f"the law {verdict}: lack-of-fit F = {self.f:.3g}, p = {self.p:.2g} (df {self.df_lack}, {self.df_pure})"
+
+
+def lack_of_fit(mean: Any, pred: Any, std: Any, n_seeds: Any, n_params: int) -> LackOfFit:
+    """F = (Σ n_c (ȳ_c − ŷ_c)² / (C − p)) / (Σ (n_c − 1) s_c² / Σ (n_c − 1)) over C cells of n_c seeds.
+
+    The numerator is the law's misfit of the cell means, the denominator the seeds' own spread (pure error);
+    under an exact law with Gaussian seed noise F follows F(C − p, Σ(n_c − 1)). NaN when either df is 0.
+    """
+    from scipy.stats import f as f_dist
+
+    mean, pred = np.asarray(mean, dtype=float), np.asarray(pred, dtype=float)
+    std, n = np.nan_to_num(np.asarray(std, dtype=float)), np.asarray(n_seeds, dtype=float)
+    df_lack = int(len(mean) - n_params)
+    df_pure = int(np.sum(n - 1))
+    if df_lack <= 0 or df_pure <= 0:
+        return LackOfFit(math.nan, math.nan, df_lack, df_pure)
+    pure = float(np.sum((n - 1) * std**2)) / df_pure
+    lack = float(np.sum(n * (mean - pred) ** 2)) / df_lack
+    if pure <= 0:
+        return LackOfFit(math.inf if lack > 0 else math.nan, 0.0 if lack > 0 else math.nan, df_lack, df_pure)
+    f_value = lack / pure
+    return LackOfFit(f_value, float(f_dist.sf(f_value, df_lack, df_pure)), df_lack, df_pure)
+
+
 def _matches(values: np.ndarray, targets: Sequence[float]) -> np.ndarray:
     mask = np.zeros(values.shape, dtype=bool)
     for target in targets:
@@ -157,6 +206,12 @@ class FitReport:
     ci_level: float | None = None
     heldout_note: str = ""
     group: str | None = None
+    noise_floor_h: float = math.nan  # :func:`noise_floor` of the held-out cells: the Δh of an exact law
+    lack_of_fit_f: float = math.nan  # :func:`lack_of_fit` on the fitting cells
+    lack_of_fit_p: float = math.nan
+    #: one dict per requested point: its inputs by role (``x``, ``d``), ``loss`` (the law's prediction) and, with
+    #: a bootstrap, ``low`` / ``high`` / ``se`` of the resamples' predictions at ``ci_level``.
+    predictions: list[dict[str, float]] = field(default_factory=list)
     fitted_law: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,7 +238,13 @@ def _clean(value: Any) -> Any:
 
 
 def law_name(law: Any) -> str:
-    """Short name of a law's form, e.g. ``MultiplicativeLaw`` → ``multiplicative``."""
+    """The registry name of a law's form (``MultiplicativeLaw`` → ``multiplicative``, ``RectifiedJointLaw`` →
+    ``rectified-joint``); for a class outside the registry, its name without ``Law``, lower-cased."""
+    from ftscale.laws.forms import LAW_FORMS
+
+    name = next((key for key, cls in LAW_FORMS.items() if type(law) is cls), None)
+    if name is not None:
+        return name
     name = type(law).__name__
     return name[: -len("Law")].lower() if name.endswith("Law") else name.lower()
 
@@ -209,14 +270,17 @@ def evaluate_fit(
     level: float = 0.95,
     bootstrap_fn: Callable[..., Any] | None = None,
     group: str | None = None,
+    predict: Sequence[Mapping[str, float]] = (),
 ) -> FitReport:
     """Fit ``law`` (an unfitted estimator; it is copied) on the fit split of ``df`` and report Δe / Δh.
 
     ``x=None`` means a single-factor law of ``d``. With ``aggregate`` the rows of one (x, d) cell are averaged
     over seeds first. ``bootstrap > 0`` adds percentile CIs of the parameters from that many resamples of the
-    fitting points.
+    fitting points. ``predict``: points ``{"d": ..., "x": ...}`` (``x`` for joint laws) at which to predict the
+    loss, with the bootstrap's percentile interval when ``bootstrap > 0``.
     """
     axes = [d] if x is None else [x, d]
+    _check_prediction_points(law, predict, joint=x is not None)
     points = aggregate_cells(df, axes, y) if aggregate else df.reset_index(drop=True)
     fit_mask, held_mask = split_points(points, axes, heldout)
     fit_df, held_df = points[fit_mask], points[held_mask]
@@ -236,8 +300,15 @@ def evaluate_fit(
     fit_err = fit_errors(estimator, X_fit, y_fit)
     held_err = fit_errors(estimator, points_matrix(held_df, x, d), held_df[y].to_numpy(dtype=float))
     note = "" if len(held_df) else "no held-out points: Δh is undefined (NaN)"
+    std_col = f"{y}_std"
+    floor_h = noise_floor(held_df[std_col], held_df["n_seeds"]) if aggregate and len(held_df) else math.nan
+    lof = (
+        lack_of_fit(y_fit, estimator.predict(X_fit), fit_df[std_col], fit_df["n_seeds"], estimator.n_params)
+        if aggregate
+        else LackOfFit(math.nan, math.nan, 0, 0)
+    )
 
-    ci = None
+    ci = result = None
     if bootstrap > 0:
         options: dict[str, Any] = {}
         if bootstrap_fn is None:
@@ -248,6 +319,8 @@ def evaluate_fit(
             warnings.simplefilter("ignore", FitWarning)
             result = bootstrap_fn(estimator, X_fit, y_fit, n_resamples=bootstrap, seed=seed, **options)
         ci = result.ci(level=level)
+    resamples = result if ci is not None and hasattr(result, "predict") else None
+    predictions = _predictions(estimator, predict, joint=x is not None, resamples=resamples, level=level)
 
     return FitReport(
         law=law_name(estimator),
@@ -266,5 +339,50 @@ def evaluate_fit(
         ci_level=level if ci is not None else None,
         heldout_note=note,
         group=group,
+        noise_floor_h=floor_h,
+        lack_of_fit_f=lof.f,
+        lack_of_fit_p=lof.p,
+        predictions=predictions,
         fitted_law=estimator,
     )
+
+
+def _check_prediction_points(law: Any, points: Sequence[Mapping[str, float]], *, joint: bool) -> None:
+    """Each point names exactly the law's inputs (``x`` and ``d``, or ``d``) with values it is defined at."""
+    roles = ("x", "d") if joint else ("d",)
+    for point in points:
+        missing = [role for role in roles if role not in point]
+        extra = [role for role in point if role not in roles]
+        if missing or extra:
+            got = f" (got {', '.join(point)})" if point else ""
+            raise FitError(
+                f"prediction point {dict(point)}: a {law_name(law)} law needs {' and '.join(roles)}{got}"
+            )
+        values = [float(point[role]) for role in roles]
+        zero_ok = getattr(law, "zero_d_ok", False)
+        if not all(np.isfinite(values)) or any(
+            v < 0 or (v == 0 and not (role == "d" and zero_ok)) for role, v in zip(roles, values, strict=True)
+        ):
+            raise FitError(f"prediction point {dict(point)}: sizes must be finite and > 0")
+
+
+def _predictions(
+    law: Any, points: Sequence[Mapping[str, float]], *, joint: bool, resamples: Any, level: float
+) -> list[dict[str, float]]:
+    """The law's loss at each requested point, with the bootstrap's percentile interval when there is one."""
+    if not points:
+        return []
+    roles = ("x", "d") if joint else ("d",)
+    X = np.array([[float(p[role]) for role in roles] for p in points])
+    X = X if joint else X[:, 0]
+    estimate = np.asarray(law.predict(X), dtype=float)
+    draws = resamples.predict(law, X) if resamples is not None else None
+    out = []
+    for k, point in enumerate(points):
+        row = {role: float(point[role]) for role in roles} | {"loss": float(estimate[k])}
+        if draws is not None:
+            from ftscale.laws.bootstrap import percentile_ci
+
+            row["low"], row["high"], row["se"] = percentile_ci(draws[:, k], level)
+        out.append(row)
+    return out

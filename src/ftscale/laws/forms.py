@@ -17,7 +17,16 @@ import numpy as np
 from ftscale.errors import FitError
 
 #: Natural name of a positive constant -> its raw (log) name.
-LOG_PARAMS: dict[str, str] = {"A": "a", "B": "b", "E": "e", "D_l": "l"}
+LOG_PARAMS: dict[str, str] = {
+    "A": "a",
+    "B": "b",
+    "E": "e",
+    "D_l": "l",
+    "gamma": "g",
+    "Delta": "delta",
+    "d1": "ld1",
+    "f1": "lf1",
+}
 _RAW_TO_NATURAL: dict[str, str] = {raw: nat for nat, raw in LOG_PARAMS.items()}
 
 #: Hoffmann et al. (2022, App. D.2) grid of starting points, by raw parameter name.
@@ -38,9 +47,26 @@ _DEFAULT_BOUNDS: dict[str, tuple[float, float]] = {
     "l": (-30.0, 60.0),
     "alpha": (-2.0, 10.0),
     "beta": (-2.0, 10.0),
+    # M3 / M4 (Alabdulmohsin et al.): decreasing curves, c >= 0; log gamma reaches far below -log D.
+    "c": (0.0, 10.0),
+    "g": (-60.0, 20.0),
+    "delta": (-30.0, 10.0),
+    # broken power law: c1 < 0 flattens the curve after the break; f1 from very sharp to very smooth.
+    "c0": (-2.0, 10.0),
+    "c1": (-10.0, 10.0),
+    "ld1": (-30.0, 60.0),
+    "lf1": (-10.0, 3.0),
 }
 
 VJP = Callable[[np.ndarray], np.ndarray]
+
+#: Losses of the residuals: the Huber loss with ``huber_delta`` (the paper's and Hoffmann et al.'s) or plain
+#: least squares (½ r², the maximum-likelihood choice under Gaussian noise).
+LOSSES = ("huber", "lsq")
+
+#: Solvers of a fit: ``multistart`` (batched L-BFGS from a grid of starts, the reference), ``vp`` (variable
+#: projection over the exponents, ``vp.py``; forms with ``linear_terms`` only) or ``auto`` (vp where it applies).
+SOLVERS = ("auto", "vp", "multistart")
 
 
 class FitWarning(UserWarning):
@@ -88,6 +114,13 @@ class ScalingLaw:
 
     raw_param_names: ClassVar[tuple[str, ...]] = ()
     param_names: ClassVar[tuple[str, ...]] = ()
+    #: True for forms defined at D = 0 (a zero-shot point): the rectified law's B / (D_l + D^β) + E is B / D_l + E
+    #: there (β > 0); power-law terms D^-β are not.
+    zero_d_ok: ClassVar[bool] = False
+    #: Forms that are a sum of terms exp(coef)·Π_j input_j^-exponent_j declare them here as
+    #: ``((coef raw name, ((exponent raw name, input column), ...)), ...)``: with the exponents fixed, the constants
+    #: enter linearly, which variable projection (``vp.py``) exploits. Empty for other forms.
+    linear_terms: ClassVar[tuple[tuple[str, tuple[tuple[str, int], ...]], ...]] = ()
     n_inputs: ClassVar[int] = 1
     input_names: ClassVar[tuple[str, ...]] = ("d",)
     formula: ClassVar[str] = ""
@@ -96,30 +129,54 @@ class ScalingLaw:
         self,
         residual: str = "linear",
         huber_delta: float = 1e-3,
+        loss: str = "huber",
         reduction: str = "sum",
         grid: str | Mapping[str, Any] | np.ndarray = "hoffmann",
         fixed: Mapping[str, float] | None = None,
         bounds: Mapping[str, tuple[float, float]] | None = None,
         seed: int = 0,
         max_iter: int = 15000,
+        solver: str = "auto",
     ) -> None:
         if residual not in ("linear", "log"):
             raise FitError(f"residual must be 'linear' or 'log', got {residual!r}")
         if reduction not in ("sum", "mean"):
             raise FitError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        if loss not in LOSSES:
+            raise FitError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if not (np.isfinite(huber_delta) and huber_delta > 0):
             raise FitError(f"huber_delta must be a positive number, got {huber_delta!r}")
         self.residual = residual
         self.huber_delta = float(huber_delta)
+        self.loss = loss
         self.reduction = reduction
         self.grid = grid
         self.fixed = dict(fixed) if fixed else None
         self.bounds = dict(bounds) if bounds else None
         self.seed = seed
         self.max_iter = int(max_iter)
+        if solver not in SOLVERS:
+            raise FitError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        self.solver = solver
         self._fixed_raw = self._resolve_fixed(self.fixed or {})
         self.raw_params_: np.ndarray | None = None
         self.warnings_: list[str] = []
+
+    #: The objective settings, as ``__init__`` takes them: :meth:`config` returns them so a fresh estimator (a
+    #: bootstrap refit, a stage-2 law) is built with exactly the settings of the one it copies.
+    OBJECTIVE_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "residual",
+        "huber_delta",
+        "loss",
+        "reduction",
+        "grid",
+        "solver",
+    )
+
+    def config(self, full: bool = False) -> dict[str, Any]:
+        """The objective settings (``full``: also fixed parameters, bounds, seed and max_iter)."""
+        names = self.OBJECTIVE_SETTINGS + (("fixed", "bounds", "seed", "max_iter") if full else ())
+        return {name: getattr(self, name) for name in names}
 
     # ----- parameter bookkeeping -------------------------------------------------------------------------
     def _raw_name(self, name: str) -> str:
@@ -299,12 +356,20 @@ class ScalingLaw:
                 f"{type(self).__name__} takes X of shape (n, {self.n_inputs}) with columns "
                 f"({', '.join(self.input_names)}), got {arr.shape}"
             )
-        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise FitError(
-                f"{type(self).__name__}: inputs ({', '.join(self.input_names)}) must be finite and > 0 "
-                "(drop zero-shot / zero-size points before fitting)"
+        positive = arr > 0
+        if self.zero_d_ok:  # the data size (last column) may be 0: a zero-shot point
+            positive[:, -1] |= arr[:, -1] == 0
+        if not np.all(np.isfinite(arr)) or not positive.all():
+            hint = (
+                "a zero-shot (D = 0) point needs a form defined there, such as rectified"
+                if np.any(arr[:, -1] == 0) and np.all(arr[:, :-1] > 0)
+                else "drop zero-size points before fitting"
             )
-        return np.log(arr)
+            raise FitError(
+                f"{type(self).__name__}: inputs ({', '.join(self.input_names)}) must be finite and > 0 ({hint})"
+            )
+        with np.errstate(divide="ignore"):  # log 0 = -inf marks a zero-shot point
+            return np.log(arr)
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         """log L̂ for raw parameters (S, p) at log inputs (n, k): returns (S, n) and a VJP (S, n) -> (S, p)."""
@@ -349,6 +414,7 @@ class PowerLaw(ScalingLaw):
     raw_param_names = ("a", "beta", "e")
     param_names = ("A", "beta", "E")
     formula = "L(D) = A·D^-beta + E"
+    linear_terms = (("a", (("beta", 0),)), ("e", ()))
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         return _lse_linear_terms(raw, [{0: None, 1: -log_inputs[:, 0]}, {2: None}])
@@ -362,6 +428,7 @@ class MultiplicativeLaw(ScalingLaw):
     n_inputs = 2
     input_names = ("x", "d")
     formula = "L(X, D) = A·X^-alpha·D^-beta + E"
+    linear_terms = (("a", (("alpha", 0), ("beta", 1))), ("e", ()))
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         log_x, log_d = log_inputs[:, 0], log_inputs[:, 1]
@@ -376,10 +443,32 @@ class AdditiveLaw(ScalingLaw):
     n_inputs = 2
     input_names = ("x", "d")
     formula = "L(X, D) = A·X^-alpha + B·D^-beta + E"
+    linear_terms = (("a", (("alpha", 0),)), ("b", (("beta", 1),)), ("e", ()))
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         log_x, log_d = log_inputs[:, 0], log_inputs[:, 1]
         return _lse_linear_terms(raw, [{0: None, 1: -log_x}, {2: None, 3: -log_d}, {4: None}])
+
+
+#: Starts of the rectified data term B / (D_l + D^beta): D_l is compared with D^beta, so its log spans the range of
+#: beta·log D for the usual data sizes. Shared by the rectified law and the rectified joint law.
+_RECTIFIED_GRID: dict[str, tuple[float, ...]] = {
+    "l": (0.0, 5.0, 10.0, 15.0, 20.0),
+    "beta": (0.25, 0.5, 1.0, 1.5, 2.0),
+    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+}
+
+
+def _rectified_denominator(
+    l_: np.ndarray, beta: np.ndarray, log_d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log(D_l + D^beta) (S, n), the share w_l = D_l / (D_l + D^beta), and log D with zero-shot points (log D =
+    -inf, D = 0: D^beta = 0, the limit for beta > 0) replaced by a finite stand-in that keeps 0·(-inf) out of VJPs
+    (their weight 1 - w_l is exactly 0 there)."""
+    zero = np.isneginf(log_d)
+    log_d = np.where(zero, 0.0, log_d)
+    denom = np.logaddexp(l_, np.where(zero, -np.inf, beta * log_d))
+    return denom, np.exp(l_ - denom), log_d
 
 
 class RectifiedLaw(ScalingLaw):
@@ -391,22 +480,14 @@ class RectifiedLaw(ScalingLaw):
     raw_param_names = ("b", "l", "beta", "e")
     param_names = ("B", "D_l", "beta", "E")
     formula = "L(D) = B / (D_l + D^beta) + E"
+    zero_d_ok = True
 
     def default_grid(self) -> dict[str, tuple[float, ...]]:
-        # D_l is compared with D^beta, so its log spans the range of beta·log D for the usual data sizes.
-        return {
-            "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
-            "l": (0.0, 5.0, 10.0, 15.0, 20.0),
-            "beta": (0.25, 0.5, 1.0, 1.5, 2.0),
-            "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
-        }
+        return {"b": HOFFMANN_GRID["b"], **_RECTIFIED_GRID}
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
-        log_d = log_inputs[:, 0]
         b, l_, beta, e = (raw[:, i : i + 1] for i in range(4))
-        power = beta * log_d  # (S, n)
-        denom = np.logaddexp(l_, power)
-        w_l = np.exp(l_ - denom)
+        denom, w_l, log_d = _rectified_denominator(l_, beta, log_inputs[:, 0])
         first = b - denom
         log_pred = np.logaddexp(first, e)
         s_first = np.exp(first - log_pred)
@@ -461,21 +542,280 @@ class VanillaLaw(ScalingLaw):
         return alpha * inner, vjp
 
 
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+class M3Law(ScalingLaw):
+    """Alabdulmohsin, Neyshabur & Zhai (2022, arXiv:2209.06640) estimator M3: L(D) = B·(D^-1 + gamma)^c.
+
+    The paper's ε_x = β·(x^-1 + γ)^c with c >= 0 and γ >= 0 (as in its official code), raw (b, c, g) with
+    B = exp(b), gamma = exp(g). No separate E: the infinite-data limit is B·gamma^c, the small-data regime
+    B·D^-c. log L̂ = b + c·LSE(-log D, g).
+    """
+
+    raw_param_names = ("b", "c", "g")
+    param_names = ("B", "c", "gamma")
+    formula = "L(D) = B·(D^-1 + gamma)^c"
+
+    def default_grid(self) -> dict[str, tuple[float, ...]]:
+        # gamma is compared with 1/D: its log spans -log D of the usual data sizes.
+        return {
+            "b": (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0),
+            "c": (0.1, 0.25, 0.5, 1.0, 2.0),
+            "g": (-30.0, -25.0, -20.0, -15.0, -10.0, -5.0, 0.0),
+        }
+
+    def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
+        log_d = log_inputs[:, 0]
+        b, c, g = (raw[:, i : i + 1] for i in range(3))
+        inner = np.logaddexp(-log_d, g)  # log(1/D + gamma), (S, n)
+        w_g = np.exp(g - inner)
+
+        def vjp(coef: np.ndarray) -> np.ndarray:
+            return np.stack([coef.sum(1), (coef * inner).sum(1), (coef * c * w_g).sum(1)], axis=1)
+
+        return b + c * inner, vjp
+
+
+#: Smallest alpha of M4: its equation has a root in (E, E + Delta) for every D only when alpha > 0.
+M4_ALPHA_MIN = 1e-3
+
+
+def _m4_logit(t: np.ndarray, alpha: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """The root s of h(s) = s + (alpha - 1)·softplus(s) = t, elementwise (alpha > 0): safeguarded Newton.
+
+    With u = sigmoid(s), h(s) = log u - alpha·log(1 - u) rises with slope h' = 1 + (alpha - 1)·sigmoid(s) between
+    min(1, alpha) and max(1, alpha), so the root lies in [min(r, r/alpha), max(r, r/alpha)], r = t - h(0). Newton
+    steps that leave the shrinking bracket are replaced by bisection; h is convex or concave, so Newton converges
+    in a few steps from the asymptote s = r (left) or r/alpha (right). Converged elements leave the iteration.
+    """
+    shape = np.broadcast_shapes(np.shape(t), np.shape(alpha))
+    t, alpha = (np.array(v, dtype=float).ravel() for v in np.broadcast_arrays(t, alpha))
+    am1 = alpha - 1.0
+    r = t - am1 * np.log(2.0)
+    lo = np.minimum(r, r / alpha)
+    hi = np.maximum(r, r / alpha)
+    s = np.where(r > 0, r / alpha, r)
+    out = s.copy()
+    active = np.arange(s.size)
+    for _ in range(max_iter):
+        q = np.exp(-np.abs(s))  # one exp gives softplus(s) and sigmoid(s)
+        # h(s) = alpha·s + (alpha - 1)·log1p(q) for s >= 0 (no cancellation when alpha is small), s + ... below
+        h = np.where(s >= 0, alpha * s, s) + am1 * np.log1p(q)
+        f = h - t
+        lo = np.where(f < 0, s, lo)
+        hi = np.where(f > 0, s, hi)
+        new = s - f / (1.0 + am1 * np.where(s >= 0, 1.0, q) / (1.0 + q))
+        new = np.where((new >= lo) & (new <= hi), new, 0.5 * (lo + hi))
+        new = np.where(f == 0, s, new)
+        out[active] = new
+        # done: a step at rounding level, or h(s) = t to the rounding of its terms
+        going = (np.abs(new - s) > 1e-14 * (1.0 + np.abs(s))) & (np.abs(f) > 4e-16 * (np.abs(h) + np.abs(t)))
+        if not going.any():
+            break
+        active, s, t, alpha, am1, lo, hi = (v[going] for v in (active, new, t, alpha, am1, lo, hi))
+    return out.reshape(shape)
+
+
+class M4Law(ScalingLaw):
+    """Alabdulmohsin, Neyshabur & Zhai (2022, arXiv:2209.06640) estimator M4, implicit in L:
+    (L - E) / (E + Delta - L)^alpha = B·D^-c, raw (b, c, alpha, e, delta).
+
+    The paper's (ε_x - ε_∞) / (ε_0 - ε_x)^α = β·x^c with c < 0; here the exponent is written D^-c (c > 0 is a
+    decreasing curve), ε_∞ = E = exp(e) and ε_0 = E + Delta with Delta = exp(delta), so E < L < ε_0 holds for any
+    raw values; alpha > 0 (bounded below by ``M4_ALPHA_MIN``). alpha → 0 is M2, B·D^-c + E, capped at ε_0.
+
+    Prediction: with u = (L - E)/Delta, log u - alpha·log(1 - u) = b - c·log D + (alpha - 1)·delta, solved for the
+    logit s of u by :func:`_m4_logit`; log L̂ = LSE(e, delta + log sigmoid(s)). Gradient by the implicit-function
+    theorem: ds/dθ = (dt/dθ - ∂h/∂θ) / h'(s).
+    """
+
+    raw_param_names = ("b", "c", "alpha", "e", "delta")
+    param_names = ("B", "c", "alpha", "E", "Delta")
+    formula = "(L - E) / (E + Delta - L)^alpha = B·D^-c"
+
+    def raw_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The default box with alpha >= ``M4_ALPHA_MIN`` (M4 has no root for alpha <= 0)."""
+        lo, hi = super().raw_bounds()
+        names = self.free_param_names
+        if "alpha" in names:
+            i = names.index("alpha")
+            lo[i] = max(lo[i], M4_ALPHA_MIN)
+            if hi[i] < lo[i]:
+                raise FitError(f"M4Law: alpha must be >= {M4_ALPHA_MIN:g}, got upper bound {hi[i]:g}")
+        if self._fixed_raw.get(self.raw_param_names.index("alpha"), M4_ALPHA_MIN) < M4_ALPHA_MIN:
+            raise FitError(f"M4Law: fixed alpha must be >= {M4_ALPHA_MIN:g}")
+        return lo, hi
+
+    def default_grid(self) -> dict[str, tuple[float, ...]]:
+        return {
+            "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+            "c": (0.25, 0.5, 1.0, 2.0),
+            "alpha": (0.25, 0.5, 1.0, 2.0),
+            "e": (-2.0, -1.0, 0.0, 1.0),
+            "delta": (-1.0, 0.0, 1.0),
+        }
+
+    def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
+        log_d = log_inputs[:, 0]
+        b, c, alpha, e, delta = (raw[:, i : i + 1] for i in range(5))
+        s = _m4_logit(b - c * log_d + (alpha - 1.0) * delta, alpha)  # (S, n)
+        second = delta - _softplus(-s)  # log(L - E)
+        log_pred = np.logaddexp(e, second)
+        w = np.exp(second - log_pred)  # (L - E) / L
+        # d log L / dt through s: w·sigmoid(-s) / h'(s)
+        k_t = w * _sigmoid(-s) / (1.0 + (alpha - 1.0) * _sigmoid(s))
+        d_alpha = delta - _softplus(s)  # dt/dalpha - dh/dalpha
+
+        def vjp(coef: np.ndarray) -> np.ndarray:
+            k = coef * k_t
+            cw = coef * w
+            return np.stack(
+                [
+                    k.sum(1),
+                    -k @ log_d,
+                    (k * d_alpha).sum(1),
+                    (coef - cw).sum(1),
+                    cw.sum(1) + (k * (alpha - 1.0)).sum(1),
+                ],
+                axis=1,
+            )
+
+        return log_pred, vjp
+
+
+class BrokenLaw(ScalingLaw):
+    """Caballero et al. (2022, arXiv:2210.14891) broken neural scaling law with one break:
+    L(D) = E + B·D^-c0·(1 + (D/d1)^(1/f1))^(-c1·f1), raw (b, c0, c1, ld1, lf1, e).
+
+    B = exp(b), d1 = exp(ld1) (the break), f1 = exp(lf1) (its smoothness: small f1 is a sharp break), E = exp(e);
+    the slope is c0 below the break and c0 + c1 above it. With z = (log D - ld1)/f1,
+    log L̂ = LSE(e, b - c0·log D - c1·f1·softplus(z)).
+    """
+
+    raw_param_names = ("b", "c0", "c1", "ld1", "lf1", "e")
+    param_names = ("B", "c0", "c1", "d1", "f1", "E")
+    formula = "L(D) = E + B·D^-c0·(1 + (D/d1)^(1/f1))^(-c1·f1)"
+
+    def default_grid(self) -> dict[str, tuple[float, ...]]:
+        return {
+            "b": (0.0, 5.0, 10.0, 15.0, 20.0),
+            "c0": (0.0, 0.5, 1.0),
+            "c1": (-0.25, 0.5, 1.5),
+            "ld1": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+            "lf1": (-1.0, 1.0),
+            "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+        }
+
+    def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
+        log_d = log_inputs[:, 0]
+        b, c0, c1, ld1, lf1, e = (raw[:, i : i + 1] for i in range(6))
+        f1 = np.exp(lf1)
+        z = (log_d - ld1) * np.exp(-lf1)  # (S, n)
+        sp = _softplus(z)
+        sig = _sigmoid(z)
+        first = b - c0 * log_d - c1 * f1 * sp
+        log_pred = np.logaddexp(first, e)
+        w = np.exp(first - log_pred)
+        # d softplus(z)·f1 / d lf1 = f1·(softplus(z) - z·sigmoid(z)), written without cancellation for z > 0
+        pos = z > 0
+        zs = np.where(pos, z, 0.0)
+        shape = np.where(pos, _softplus(-zs) + zs * _sigmoid(-zs), sp - np.where(pos, 0.0, z) * sig)
+
+        def vjp(coef: np.ndarray) -> np.ndarray:
+            cw = coef * w
+            return np.stack(
+                [
+                    cw.sum(1),
+                    -cw @ log_d,
+                    -(cw * f1 * sp).sum(1),
+                    (cw * c1 * sig).sum(1),
+                    -(cw * c1 * f1 * shape).sum(1),
+                    (coef - cw).sum(1),
+                ],
+                axis=1,
+            )
+
+        return log_pred, vjp
+
+
+class RectifiedJointLaw(ScalingLaw):
+    """Joint law L(X, D) = A·X^-alpha / (D_l + D^beta) + E, raw (a, alpha, l, beta, e) with D_l = exp(l).
+
+    Lin et al.'s (2024) rectified data term inside the multiplicative law (paper Eq. 1): A·X^-alpha·D^-beta + E at
+    large D, flattening to A·X^-alpha / D_l + E at small D and defined at D = 0 (beta > 0).
+    log L̂ = LSE(a - alpha·log X - LSE(l, beta·log D), e).
+    """
+
+    raw_param_names = ("a", "alpha", "l", "beta", "e")
+    param_names = ("A", "alpha", "D_l", "beta", "E")
+    n_inputs = 2
+    input_names = ("x", "d")
+    formula = "L(X, D) = A·X^-alpha / (D_l + D^beta) + E"
+    zero_d_ok = True
+
+    def default_grid(self) -> dict[str, tuple[float, ...]]:
+        return {"a": HOFFMANN_GRID["a"], "alpha": HOFFMANN_GRID["alpha"], **_RECTIFIED_GRID}
+
+    def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
+        log_x = log_inputs[:, 0]
+        a, alpha, l_, beta, e = (raw[:, i : i + 1] for i in range(5))
+        denom, w_l, log_d = _rectified_denominator(l_, beta, log_inputs[:, 1])
+        first = a - alpha * log_x - denom
+        log_pred = np.logaddexp(first, e)
+        s_first = np.exp(first - log_pred)
+
+        def vjp(coef: np.ndarray) -> np.ndarray:
+            c1 = coef * s_first
+            return np.stack(
+                [
+                    c1.sum(1),
+                    -c1 @ log_x,
+                    -(c1 * w_l).sum(1),
+                    -(c1 * (1.0 - w_l)) @ log_d,
+                    (coef - c1).sum(1),
+                ],
+                axis=1,
+            )
+
+        return log_pred, vjp
+
+
 # The one registry of law forms: joint forms take (x, d) columns (``n_inputs == 2``), single-factor forms d alone.
-JOINT_LAWS = ("multiplicative", "additive")
-SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla")
-LAW_NAMES = JOINT_LAWS + SINGLE_FACTOR_LAWS
+JOINT_LAWS = ("multiplicative", "additive", "rectified-joint")
+SINGLE_FACTOR_LAWS = ("power", "rectified", "vanilla", "m3", "m4", "broken")
+# Listed to users in this order: the paper's forms (joint, then single-factor), then the alternative forms.
+LAW_NAMES = (
+    "multiplicative",
+    "additive",
+    "power",
+    "rectified",
+    "vanilla",
+    "rectified-joint",
+    "m3",
+    "m4",
+    "broken",
+)
 LAW_FORMS: dict[str, type[ScalingLaw]] = {
     "power": PowerLaw,
     "multiplicative": MultiplicativeLaw,
     "additive": AdditiveLaw,
     "rectified": RectifiedLaw,
     "vanilla": VanillaLaw,
+    "m3": M3Law,
+    "m4": M4Law,
+    "broken": BrokenLaw,
+    "rectified-joint": RectifiedJointLaw,
 }
 
 
 def law_class(name: str) -> type[ScalingLaw]:
-    """The law class for a form name (``multiplicative``, ``additive``, ``power``, ``rectified``, ``vanilla``)."""
+    """The law class for a form name (one of ``LAW_NAMES``: ``multiplicative``, ``power``, ``m4``, ...)."""
     key = name.strip().lower()
     if key not in LAW_FORMS:
         raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")

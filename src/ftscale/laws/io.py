@@ -105,11 +105,18 @@ def read_lin2024(path: str | Path, *, include_zero_shot: bool = False) -> pd.Dat
 
 
 def validate_points(
-    df: pd.DataFrame, *, sizes: Sequence[str], y: str, source: str, extra: Sequence[str] = ()
+    df: pd.DataFrame,
+    *,
+    sizes: Sequence[str],
+    y: str,
+    source: str,
+    extra: Sequence[str] = (),
+    zero_ok: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Check that the size columns are finite and positive and ``y`` is finite and positive; return numeric copy.
 
-    ``extra`` columns (e.g. a grouping column) must exist but are not checked for values.
+    ``extra`` columns (e.g. a grouping column) must exist but are not checked for values. Size columns in
+    ``zero_ok`` may also hold 0 (zero-shot points, D_f = 0).
     """
     needed = [*sizes, y, *extra]
     missing = [c for c in dict.fromkeys(needed) if c not in df.columns]
@@ -134,12 +141,14 @@ def validate_points(
                 f"{source}: column {col!r} has a missing or infinite value (data row {row + 1}); "
                 "drop or fix that run"
             )
-        if (arr <= 0).any():
-            row = int(np.flatnonzero(arr <= 0)[0])
+        zero = col in zero_ok and col != y
+        bad = arr < 0 if zero else arr <= 0
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
             what = "loss" if col == y else "size"
             raise DataError(
-                f"{source}: column {col!r} has a non-positive {what} {arr[row]:g} (data row {row + 1}); "
-                "scaling laws need positive values"
+                f"{source}: column {col!r} has a {'negative' if zero else 'non-positive'} {what} {arr[row]:g} "
+                f"(data row {row + 1}); scaling laws need {'sizes >= 0' if zero else 'positive values'}"
             )
         out[col] = arr
     return out
@@ -152,18 +161,30 @@ def read_points(
     y: str = "loss",
     extra: Sequence[str] = (),
     layout: str = "auto",
+    zero_ok: Sequence[str] = (),
+    where: Sequence[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """Read and validate a results CSV into a point table with the given size columns and loss column.
 
-    ``layout``: ``long`` (one row per run), ``lin2024`` (wide table, melted), or ``auto`` (detect).
+    ``layout``: ``long`` (one row per run), ``lin2024`` (wide table, melted), or ``auto`` (detect). ``where``:
+    (column, value) pairs a row must match (compared as text), applied before the values are checked. Size columns
+    in ``zero_ok`` may hold 0 (zero-shot points); a Lin et al. table then keeps its ``0`` column.
     """
     source = str(path)
     df = read_table(path)
     if layout not in {"auto", "long", "lin2024"}:
         raise DataError(f"unknown table layout {layout!r}: use auto, long or lin2024")
     if layout == "lin2024" or (layout == "auto" and is_lin2024_layout(df)):
-        df = melt_lin2024(df, source=source)
-    return validate_points(df, sizes=sizes, y=y, source=source, extra=extra)
+        df = melt_lin2024(df, include_zero_shot=bool(zero_ok), source=source)
+    for column, value in where:  # before validation: rows filtered out (e.g. baselines) need no sizes
+        if column not in df.columns:
+            raise DataError(
+                f"{source}: --where column {column!r} not found; available columns: {', '.join(map(str, df.columns))}"
+            )
+        df = df[df[column].astype(str) == value]
+        if df.empty:
+            raise DataError(f"{source}: no rows left after --where {column}={value}")
+    return validate_points(df, sizes=sizes, y=y, source=source, extra=extra, zero_ok=zero_ok)
 
 
 def parse_heldout(spec: str, axis_columns: dict[str, str]) -> str | dict[str, list[float]] | None:
@@ -196,3 +217,44 @@ def parse_heldout(spec: str, axis_columns: dict[str, str]) -> str | dict[str, li
     if not out:
         raise DataError(f"--heldout {spec!r}: no axis=value pairs found")
     return out
+
+
+def parse_predict(specs: Sequence[str], axis_columns: dict[str, str]) -> list[dict[str, float]]:
+    """Parse ``--predict`` values (``d=1638400`` or ``x=1e9,d=1e5``; repeatable) into points keyed by role.
+
+    Axis names may be the role (``x``, ``d``) or the column name, as in ``--heldout``.
+    """
+    roles = {role: role for role in axis_columns} | {column: role for role, column in axis_columns.items()}
+    points = []
+    for spec in specs:
+        point: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, sep, raw = part.partition("=")
+            if not sep:
+                raise DataError(
+                    f"--predict {spec!r}: expected axis=value pairs like d=1638400 or x=1e9,d=1e5"
+                )
+            role = roles.get(key.strip())
+            if role is None:
+                raise DataError(f"--predict: axis {key.strip()!r} is not one of {', '.join(sorted(roles))}")
+            try:
+                point[role] = float(raw)
+            except ValueError:
+                raise DataError(
+                    f"--predict: value {raw.strip()!r} for axis {key.strip()!r} is not a number"
+                ) from None
+        if not point:
+            raise DataError(f"--predict {spec!r}: no axis=value pairs found")
+        points.append(point)
+    return points
+
+
+def parse_where(items: Sequence[str]) -> list[tuple[str, str]]:
+    """``--where COL=VALUE`` options (repeatable) as (column, value) pairs; a malformed one is a DataError."""
+    filters = []
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise DataError(f"--where {item!r}: expected COL=VALUE, e.g. family=OPT")
+        filters.append((column.strip(), value.strip()))
+    return filters

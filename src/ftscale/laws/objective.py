@@ -110,6 +110,16 @@ def huber(residual: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     return loss, np.clip(residual, -delta, delta)
 
 
+def residual_scale(law: ScalingLaw, y: np.ndarray) -> float:
+    """Largest derivative of one point's loss that counts as "far from the optimum": δ for the Huber loss (its
+    linear part), the spread of the targets on the residual's scale for least squares (whose derivative is the
+    residual itself). Convergence tolerances are relative to it."""
+    if law.loss == "huber":
+        return law.huber_delta
+    values = np.log(y) if law.residual == "log" else np.asarray(y, dtype=float)
+    return max(float(np.std(values)), 1e-3 * float(np.max(np.abs(values))), 1e-12)
+
+
 def check_targets(y: Any, n: int, who: str) -> np.ndarray:
     try:
         arr = np.asarray(y, dtype=float)
@@ -145,11 +155,16 @@ class Objective:
         # judged relative to it, since the absolute size of a gradient depends on n, delta and the units.
         n_eff = len(y) if weights is None else float(np.max(np.sum(np.atleast_2d(weights), axis=1)))
         self.grad_scale = (
-            law.huber_delta
+            residual_scale(law, y)
             * (n_eff if law.reduction == "sum" else 1.0)
-            * max(1.0, float(np.max(np.abs(log_inputs))))
+            * max(1.0, float(np.max(np.abs(log_inputs), where=np.isfinite(log_inputs), initial=0.0)))
             * (float(np.max(y)) if law.residual == "linear" else 1.0)
         )
+
+    def _loss(self, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.law.loss == "lsq":
+            return 0.5 * residual * residual, residual
+        return huber(residual, self.law.huber_delta)
 
     def _weights_for(self, rows: np.ndarray | None, size: int) -> np.ndarray | None:
         if self.weights is None:
@@ -181,16 +196,22 @@ class Objective:
         return jac
 
     def _evaluate(self, theta: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        # Far from the data (a start or a trial step of the line search) a prediction can overflow: the objective
+        # is then +inf there, which the optimisers treat as "not a descent", so numpy's warnings are noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._evaluate_unguarded(theta, rows)
+
+    def _evaluate_unguarded(
+        self, theta: np.ndarray, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         law = self.law
         raw = law.full_raw(theta)
         log_pred, vjp = law.log_prediction(raw, self.log_inputs)
         if law.residual == "log":
-            residual = log_pred - self.log_y
-            loss, dloss = huber(residual, law.huber_delta)
+            loss, dloss = self._loss(log_pred - self.log_y)
         else:
             pred = np.exp(log_pred)
-            residual = pred - self.y
-            loss, dloss = huber(residual, law.huber_delta)
+            loss, dloss = self._loss(pred - self.y)
             dloss = dloss * pred
         w = self._weights_for(rows, theta.shape[0])
         if w is not None:
