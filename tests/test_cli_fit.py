@@ -140,6 +140,146 @@ BAD_CASES = {
         ],
         "held-out value model_size=123 is not in the data",
     ),
+    "unknown loss": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p1.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--loss",
+            "l1",
+        ],
+        "loss must be one of huber, lsq, got 'l1'",
+    ),
+    "bad huber delta": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p2.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--huber-delta",
+            "-1",
+        ],
+        "huber_delta must be a positive number",
+    ),
+    "unknown solver": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p3.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--solver",
+            "x",
+        ],
+        "solver must be one of auto, vp, multistart",
+    ),
+    "vp for a form without linear terms": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p4.csv")),
+            "--law",
+            "vanilla",
+            "--d",
+            "ft_examples",
+            "--solver",
+            "vp",
+        ],
+        "variable projection needs a sum of power-law terms",
+    ),
+    "predict malformed": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p5.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--predict",
+            "d",
+        ],
+        "--predict 'd': expected axis=value pairs",
+    ),
+    "predict unknown axis": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p6.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--predict",
+            "z=1",
+        ],
+        "--predict: axis 'z' is not one of",
+    ),
+    "predict not a number": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p7.csv")),
+            "--law",
+            "power",
+            "--d",
+            "ft_examples",
+            "--predict",
+            "d=lots",
+        ],
+        "value 'lots' for axis 'd' is not a number",
+    ),
+    "predict without x for a joint law": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p8.csv")),
+            "--x",
+            "model_size",
+            "--d",
+            "ft_examples",
+            "--predict",
+            "d=1e8",
+        ],
+        "a multiplicative law needs x and d",
+    ),
+    "predict at a negative size": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "p9.csv")),
+            "--law",
+            "power",
+            "--d",
+            "ft_examples",
+            "--predict",
+            "d=-5",
+        ],
+        "sizes must be finite and > 0",
+    ),
+    "zero-shot for a form undefined at 0": (
+        lambda t: [
+            "fit",
+            str(write_points(t / "pa.csv")),
+            "--law",
+            "power",
+            "--d",
+            "ft_examples",
+            "--zero-shot",
+        ],
+        "the power law is not defined at D_f = 0",
+    ),
+    "zero size without --zero-shot": (
+        lambda t: [
+            "fit",
+            _bad_csv(t, "zero.csv", "d,loss\n0,3\n1,2\n2,1.5\n4,1.2\n8,1.1\n"),
+            "--law",
+            "rectified",
+            "--d",
+            "d",
+        ],
+        "column 'd' has a non-positive size 0",
+    ),
 }
 
 
@@ -226,3 +366,93 @@ def test_demo_runs_quickly_and_writes_points(tmp_path):
     points = pd.read_csv(tmp_path / "demo" / "points.csv")
     assert set(points["method"]) == {"fmt", "prompt", "lora"}
     assert set(points["seed"]) == {0, 1, 2}
+
+
+def test_fit_loss_lsq_and_predict_with_interval(tmp_path):
+    csv = write_points(tmp_path / "runs.csv")
+    proc = run_cli(
+        "fit", str(csv), "--x", "model_size", "--d", "ft_examples", "--loss", "lsq", "--heldout", "none",
+        "--predict", "x=1e10,d=1e7", "--predict", "model_size=1e11,ft_examples=1e8", "--bootstrap", "30", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["loss"] == "lsq" and payload["solver"] == "auto"
+    (fit,) = payload["fits"]
+    first, second = fit["predictions"]
+    truth = TRUTH["A"] * 1e10 ** -TRUTH["alpha"] * 1e7 ** -TRUTH["beta"] + TRUTH["E"]
+    assert first["x"] == 1e10 and first["d"] == 1e7
+    assert first["loss"] == pytest.approx(truth, abs=0.01)
+    assert first["low"] <= first["loss"] <= first["high"] and first["se"] > 0
+    # an extrapolation 10x beyond the data is less certain than a point inside it
+    assert second["high"] - second["low"] > first["high"] - first["low"]
+
+
+def test_fit_predict_table_defaults_to_a_bootstrap(tmp_path):
+    csv = write_points(tmp_path / "runs.csv")
+    proc = run_cli("fit", str(csv), "--law", "power", "--d", "ft_examples", "--predict", "d=1e8")
+    assert proc.returncode == 0, proc.stderr
+    assert "predicted loss" in proc.stdout and "low 95%" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_fit_zero_shot_point_is_used_by_the_rectified_law(tmp_path):
+    truth = dict(B=50.0, D_l=20.0, beta=0.6, E=1.0)
+    d = np.array([0, 25, 50, 100, 200, 400, 800, 1600, 3200])
+    loss = truth["B"] / (truth["D_l"] + d ** truth["beta"]) + truth["E"]
+    csv = tmp_path / "curve.csv"
+    pd.DataFrame({"d": d, "loss": loss}).to_csv(csv, index=False)
+    proc = run_cli(
+        "fit", str(csv), "--law", "rectified", "--d", "d", "--zero-shot", "--heldout", "none", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    (fit,) = json.loads(proc.stdout)["fits"]
+    assert fit["n_fit"] == len(d)
+    assert fit["delta_e"] < 1e-3 and fit["params"]["beta"] == pytest.approx(0.6, abs=0.02)
+
+
+def test_fit_law_compare_and_auto_choose_by_extrapolation(tmp_path):
+    # A curve that flattens at small D (rectified): power-type forms extrapolate it worse.
+    d = np.array([50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600])
+    loss = 80.0 / (30.0 + d**0.7) + 0.9
+    csv = tmp_path / "curve.csv"
+    pd.DataFrame({"d": d, "loss": loss}).to_csv(csv, index=False)
+    proc = run_cli("fit", str(csv), "--law", "compare", "--d", "d", "--json")
+    assert proc.returncode == 0, proc.stderr
+    comparison = json.loads(proc.stdout)
+    forms = [s["form"] for s in comparison["scores"]]
+    assert {"power", "rectified", "vanilla"} <= set(forms)
+    scores = {s["form"]: s["score"] for s in comparison["scores"]}
+    assert scores["rectified"] < scores["power"]
+    assert comparison["chosen"] == forms[0] and comparison["reason"].startswith(forms[0])
+    auto = run_cli("fit", str(csv), "--law", "auto", "--d", "d", "--json")
+    assert auto.returncode == 0, auto.stderr
+    payload = json.loads(auto.stdout)
+    assert payload["law"] == comparison["chosen"] and payload["fits"][0]["law"] == payload["law"]
+    assert payload["selection"]["chosen"] == payload["law"]
+
+
+def test_fit_auto_never_sees_the_heldout_points(tmp_path):
+    """The selection runs on the fit split, so Δh stays a test of the chosen form."""
+    from ftscale.laws.selection import compare_forms
+
+    d = np.array([50, 100, 200, 400, 800, 1600, 3200, 6400])
+    loss = 80.0 / (30.0 + d**0.7) + 0.9
+    frame = pd.DataFrame({"d": d, "loss": loss})
+    direct = compare_forms(frame[frame.d < 6400], x=None, d="d", forms=["power", "rectified"])
+    csv = tmp_path / "curve.csv"
+    frame.to_csv(csv, index=False)
+    proc = run_cli("fit", str(csv), "--law", "auto", "--d", "d", "--residual", "linear", "--json")
+    selection = json.loads(proc.stdout)["selection"]
+    by_form = {s["form"]: s["score"] for s in selection["scores"]}
+    for score in direct.scores:
+        assert by_form[score.form] == pytest.approx(score.score, rel=1e-9)
+
+
+def test_cli_app_imports_no_numerics():
+    """``ftscale --help`` and the start of every command stay fast: the app imports no numpy/pandas/torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ftscale.cli.app; print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

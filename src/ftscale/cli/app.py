@@ -10,11 +10,12 @@ import sys
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 
+from ftscale.cli._console import make_console
 from ftscale.cli.cache import cache_app
 from ftscale.cli.demo import demo_command
 from ftscale.cli.fit import fit_command
+from ftscale.cli.rank import rank_command
 from ftscale.cli.report import advise as advise_command
 from ftscale.cli.report import report as report_command
 from ftscale.cli.report import reproduce as reproduce_command
@@ -33,9 +34,10 @@ app.add_typer(cache_app, name="cache")
 app.command("report")(report_command)
 app.command("advise")(advise_command)
 app.command("fit")(fit_command)
+app.command("rank")(rank_command)
 app.command("demo")(demo_command)
 app.command("reproduce")(reproduce_command)
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 
 @app.callback()

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ftscale.cli._console import make_console
 from ftscale.errors import UserError
 
 cache_app = typer.Typer(
@@ -18,7 +18,7 @@ cache_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = make_console()
 
 _DIR_HELP = "Cache directory (default: $FTSCALE_FAMILY_CACHE, else the user's cache directory)."
 

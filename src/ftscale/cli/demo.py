@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from ftscale import paper
+from ftscale.cli._console import make_console
 from ftscale.errors import EXIT_JOBS_FAILED, UserError
 
-console = Console()
+console = make_console()
 
 
 # ----- ftscale demo (synthetic points until the study orchestration lands) ----------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from ftscale.cli._console import make_console
+
+console = make_console()
 
 
 def _fit_only_requested(x: str | None, y: str | None, d: str | None) -> bool:

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ftscale.cli._console import make_console
 from ftscale.errors import EXIT_JOBS_FAILED, UserError
 from ftscale.study.regime import MAX_BUDGET_BOUND_SHARE, MAX_PRETRAIN_EPOCHS
 
@@ -19,7 +19,7 @@ study_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = make_console()
 
 
 @study_app.command("run")
@@ -92,7 +92,7 @@ def run_command(
 
 def print_failures(summary, study_dir: Path, retry_hint: str, limit: int = 10) -> None:
     """The failed jobs of a run (label, id, reason) and what a rerun does with them."""
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     for job_id, reason in list(summary.failed_jobs.items())[:limit]:
         label = summary.labels.get(job_id, "")
         err.print(f"  [red]failed[/] {label} ({job_id[:12]}): {reason}", highlight=False, soft_wrap=True)
