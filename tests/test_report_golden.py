@@ -143,6 +143,35 @@ def test_advice(analysis):
     assert {option.model for option in both.options} == {"1B", "2B", "4B"}
 
 
+def test_advice_says_how_sure_it_is(analysis):
+    big = advise(analysis, 2_000_000, model="1B")
+    assert big.n_draws >= 10 and 0.0 <= big.p_best <= 1.0
+    text = big.render()
+    assert "P(best beats runner-up)" in text and "data multiplier" in text
+    # the multiplier of the best method against every other one, consistent with the point laws
+    others = {m.other for m in big.multipliers}
+    assert big.best.method not in others and len(others) == len(analysis.methods(STUDY.task)) - 1
+    for m in big.multipliers:
+        assert m.k >= 1.0 or math.isinf(m.k)  # the best method needs no more data than another for its loss
+
+
+def test_report_tables_show_noise_floor_and_decisions(analysis):
+    from ftscale.report.tables import table_decisions, table_errors, table_fit_quality
+
+    quality = table_fit_quality(analysis, STUDY.task)
+    assert {"Δh noise floor", "lack-of-fit p"} <= set(quality.columns)
+    # drawn from the laws with 0.001 nats of noise over 3 seeds: the floor is about √(2/π)·0.001/√3 ≈ 5e-4
+    floors = analysis.fits["delta_h_floor"].dropna()
+    assert len(floors) and floors.between(2e-4, 1.2e-3).all()
+    # the law is the truth here: the lack-of-fit test should rarely reject it
+    assert (analysis.fits.query("form == 'multiplicative'")["lack_of_fit_p"] > 0.001).mean() > 0.8
+    assert "noise floor" in table_errors(analysis, STUDY.task).columns
+    decisions = table_decisions(analysis, STUDY.task)
+    assert len(decisions) == 5 * len(set(analysis.cells.query("factor == 'model_size'")["d"]))
+    probs = decisions["P(best beats runner-up)"].astype(float)
+    assert probs.between(0, 1).all() and (probs >= 0.5).mean() > 0.7
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium not installed")
 def test_html_renders_in_chromium(analysis, tmp_path):
     out = write_report(analysis, tmp_path / "report")

@@ -43,6 +43,7 @@ from ftscale.analysis.fits import (
 )
 from ftscale.errors import DataError, FitError
 from ftscale.laws.bootstrap import percentile_ci
+from ftscale.laws.evaluation import lack_of_fit, noise_floor
 from ftscale.study.regime import Regime, results_regime
 
 
@@ -185,6 +186,12 @@ def analyse(
                 fit, held = group[~group["heldout"]], group[group["heldout"]]
                 err_fit = fit_errors(law, fit[["x", "d"]].to_numpy(float), fit["loss"].to_numpy(float))
                 err_held = fit_errors(law, held[["x", "d"]].to_numpy(float), held["loss"].to_numpy(float))
+                # every parameter of the law counts, shared β and E included (they were fitted on these cells
+                # too): the conservative degrees of freedom of the misfit
+                lof = lack_of_fit(
+                    fit["loss"], law.predict(fit[["x", "d"]].to_numpy(float)), fit["loss_std"], fit["n_seeds"],
+                    len(law.param_names),
+                )  # fmt: skip
                 laws[(task, method, factor, form)] = law
                 fit_rows.append(
                     {
@@ -196,6 +203,8 @@ def analyse(
                         "stage1": factor in joint.stage1,
                         "delta_e": err_fit["mad"],
                         "delta_h": err_held["mad"],
+                        "delta_h_floor": noise_floor(held["loss_std"], held["n_seeds"]),
+                        "lack_of_fit_p": lof.p,
                         "n_fit": err_fit["n"],
                         "n_heldout": err_held["n"],
                         "runs": int(group["n_seeds"].sum()),

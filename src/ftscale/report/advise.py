@@ -14,7 +14,7 @@ import numpy as np
 from ftscale.analysis import METHOD_LABELS, Analysis
 from ftscale.errors import UserError
 from ftscale.laws.bootstrap import percentile_ci
-from ftscale.laws.critical import predict_at
+from ftscale.laws.critical import data_multiplier, predict_at, prob_better
 from ftscale.report.tables import fmt_number
 
 
@@ -32,6 +32,30 @@ class Option:
 
 
 @dataclass
+class Multiplier:
+    """At base model ``model``: one example for ``method`` is worth ``k`` examples for ``other`` (the data
+    ``other`` needs to reach ``method``'s loss at the budget, over the budget), with its bootstrap interval."""
+
+    method: str
+    other: str
+    model: str
+    k: float
+    low: float
+    high: float
+
+    def describe(self) -> str:
+        name, other = METHOD_LABELS.get(self.method, self.method), METHOD_LABELS.get(self.other, self.other)
+        if math.isinf(self.k):
+            return f"on {self.model}, {other} never reaches {name}'s loss at this budget, whatever its data"
+        ci = f" (95% CI {_k_text(self.low)} to {_k_text(self.high)})" if math.isfinite(self.low) else ""
+        return f"on {self.model}, one {name} example is worth {_k_text(self.k)} {other} examples{ci}"
+
+
+def _k_text(k: float) -> str:
+    return "∞" if math.isinf(k) else f"{k:.3g}"
+
+
+@dataclass
 class Advice:
     """The recommendation for ``examples`` finetuning examples on ``task``."""
 
@@ -43,6 +67,9 @@ class Advice:
     options: list[Option]
     critical_nearby: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    p_best: float = math.nan  # share of bootstrap draws in which the best option beats the runner-up
+    n_draws: int = 0
+    multipliers: list[Multiplier] = field(default_factory=list)
 
     def render(self) -> str:
         """Rich-markup text for the CLI."""
@@ -64,6 +91,12 @@ class Advice:
                 f"{METHOD_LABELS.get(o.method, o.method)}@{o.model} {o.loss:.4f}" for o in self.options
             )
         )
+        if self.n_draws:
+            lines.append(
+                f"  P(best beats runner-up) = {self.p_best:.2f} over {self.n_draws} bootstrap draws of each law"
+            )
+        for m in self.multipliers:
+            lines.append(f"  data multiplier: {m.describe()}")
         for text in self.critical_nearby:
             lines.append(f"  critical size: {text}")
         for text in self.caveats:
@@ -155,6 +188,31 @@ def advise(
         caveats.append(
             "the CIs of the best and the runner-up overlap: the choice is not clear-cut at this budget"
         )
+    boot = analysis.bootstrap_laws
+    best_draws = boot.get((task, best.method, "model_size"), [])
+    p_best, n_draws = math.nan, 0
+    if runner is not None:
+        p_best, n_draws = prob_better(
+            best_draws, boot.get((task, runner.method, "model_size"), []), best.x, runner.x, d
+        )
+        if n_draws and p_best < 0.9:
+            caveats.append(
+                f"the best option beats the runner-up in only {p_best:.0%} of the bootstrap draws: collect more "
+                "runs near this budget before relying on the choice"
+            )
+    multipliers = []
+    best_law = analysis.laws.get((task, best.method, "model_size", "multiplicative"))
+    for method in analysis.methods(task):
+        other = analysis.laws.get((task, method, "model_size", "multiplicative"))
+        if method == best.method or other is None or best_law is None:
+            continue
+        k = data_multiplier(best_law, other, best.x, d)
+        draws = [
+            data_multiplier(a, b, best.x, d)
+            for a, b in zip(best_draws, boot.get((task, method, "model_size"), []), strict=False)
+        ]
+        low, high = _multiplier_ci(draws)
+        multipliers.append(Multiplier(best.method, method, best.model, k, low, high))
     nearby = []
     crit = analysis.critical
     if len(crit):
@@ -165,4 +223,16 @@ def advise(
                     f"{row.pair} cross at {fmt_number(row.critical)} examples on {best.model} "
                     f"({_ci_text(row.low, row.high)}); the better method changes there"
                 )
-    return Advice(task, int(examples), best, runner, margin, options, nearby, caveats)
+    return Advice(
+        task, int(examples), best, runner, margin, options, nearby, caveats, p_best, n_draws, multipliers
+    )
+
+
+def _multiplier_ci(draws: list[float]) -> tuple[float, float]:
+    """95% percentile interval of the multipliers (``nearest``: no interpolation, as some draws may be inf)."""
+    values = np.asarray(draws, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return math.nan, math.nan
+    low, high = np.percentile(values, [2.5, 97.5], method="nearest")
+    return float(low), float(high)

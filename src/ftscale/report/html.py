@@ -134,6 +134,19 @@ def build_sections(analysis: Analysis) -> list[Section]:
         crit.add("p", "Constant-gap approximation D^c = H·X^γ (Eq. 3):")
         crit.add("table", tables.table5(analysis, task))
         sections.append(crit)
+        decisions = tables.table_decisions(analysis, task)
+        if len(decisions):
+            sections.append(
+                Section("How sure is the choice of method? (model-size laws)", 3)
+                .add(
+                    "p",
+                    "At each base model and data size of the study: the method the laws predict best, the "
+                    "runner-up, and the share of bootstrap draws (draw i of each method's laws) in which the best "
+                    "predicts the lower loss. Near 0.5 the data cannot tell the two apart; `ftscale advise` gives "
+                    "the same for any budget, with the data multiplier between methods.",
+                )
+                .add("table", decisions)
+            )
         single = tables.table_single(analysis, task)
         if not single.empty:
             sec = Section("Single-factor law per base model (Fig. 1)", 3).add("table", single)

@@ -48,6 +48,7 @@ from ftscale.analysis import (
 )
 from ftscale.errors import DataError, UserError
 from ftscale.laws.bootstrap import percentile_ci
+from ftscale.laws.evaluation import noise_floor
 from ftscale.report import tables
 from ftscale.report.docblocks import check_blocks, parse_blocks, rewrite_blocks
 
@@ -452,9 +453,10 @@ def _median_range(values: pd.Series) -> str:
     return median if low == high else f"{median} ({low}–{high})"
 
 
-def _noise_floor(analysis: Analysis, task: str) -> tuple[float, float, int] | None:
+def _noise_floor(analysis: Analysis, task: str) -> tuple[float, float, int, float] | None:
     """Over a task's fitted cells with more than one seed: mean seed std of a cell's loss, mean standard error of
-    its seed mean, and the number of cells. Cells shared by several factors (the default base) count once."""
+    its seed mean, the number of cells, and the Δh of an exact law (``noise_floor``). Cells shared by several
+    factors (the default base) count once."""
     cells = analysis.cells
     if not len(cells):
         return None
@@ -463,7 +465,8 @@ def _noise_floor(analysis: Analysis, task: str) -> tuple[float, float, int] | No
     if cells.empty:
         return None
     se = cells["loss_std"] / np.sqrt(cells["n_seeds"])
-    return float(cells["loss_std"].mean()), float(se.mean()), len(cells)
+    floor = noise_floor(cells["loss_std"], cells["n_seeds"])
+    return float(cells["loss_std"].mean()), float(se.mean()), len(cells), floor
 
 
 def regime_block(analysis: Analysis, frame: pd.DataFrame, task: str) -> str:
@@ -523,11 +526,11 @@ def regime_block(analysis: Analysis, frame: pd.DataFrame, task: str) -> str:
         text += tables.to_markdown(tables.table_budget_bound(analysis, task))
     noise = _noise_floor(analysis, task)
     if noise is not None:
-        std, se, n_cells = noise
+        std, se, n_cells, floor = noise
         text += (
             f"\nNoise floor: over {n_cells} cells with several seeds, a cell's loss varies by {_num(std)} nats "
             f"(seed std) and its seed mean by {_num(se)} (standard error); a law that predicted every cell's true "
-            f"mean exactly would score Δh ≈ {_num(math.sqrt(2 / math.pi) * se)} against these means.\n"
+            f"mean exactly would score Δh ≈ {_num(floor)} against these means.\n"
         )
     return text
 

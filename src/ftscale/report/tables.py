@@ -19,6 +19,7 @@ from ftscale.analysis import (
     MIN_TOKENS_PER_PARAM,
     Analysis,
 )
+from ftscale.laws.critical import predict_at, prob_better
 
 
 def fmt_number(value: float, digits: int = 3) -> str:
@@ -88,7 +89,8 @@ def table4(analysis: Analysis, task: str) -> pd.DataFrame:
 
 
 def table_errors(analysis: Analysis, task: str) -> pd.DataFrame:
-    """Paper Tables 2/6: held-out MAD (Δh) of the multiplicative and additive laws per factor and method."""
+    """Paper Tables 2/6: held-out MAD (Δh) of the multiplicative and additive laws per factor and method, and the
+    noise floor (mean over methods of :func:`ftscale.laws.evaluation.noise_floor` of the held-out cells)."""
     fits = analysis.fits[analysis.fits["task"] == task]
     methods = _method_columns(analysis, task)
     forms = [f for f in ("multiplicative", "additive") if f in set(fits["form"])]
@@ -104,6 +106,9 @@ def table_errors(analysis: Analysis, task: str) -> pd.DataFrame:
                 if math.isfinite(value):
                     values.append(value)
             row[f"{form[:4]}. avg"] = fmt_number(sum(values) / len(values), 2) if values else "–"
+        floors = _column(fits[fits["factor"] == factor], "delta_h_floor").dropna()
+        # the Δh of an exact law against these seed means (the same cells for every form)
+        row["noise floor"] = fmt_number(float(floors.mean()), 2) if len(floors) else "–"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -164,6 +169,8 @@ def table_fit_quality(analysis: Analysis, task: str) -> pd.DataFrame:
             "form": fits["form"],
             "Δe": fits["delta_e"].map(lambda v: fmt_number(v, 2)),
             "Δh": fits["delta_h"].map(lambda v: fmt_number(v, 2)),
+            "Δh noise floor": _column(fits, "delta_h_floor").map(lambda v: fmt_number(v, 2)),
+            "lack-of-fit p": _column(fits, "lack_of_fit_p").map(lambda v: "–" if v != v else f"{v:.2g}"),
             "fit cells": fits["n_fit"],
             "held-out cells": fits["n_heldout"],
             "runs": fits["runs"],
@@ -171,6 +178,48 @@ def table_fit_quality(analysis: Analysis, task: str) -> pd.DataFrame:
         }
     )
     return out.reset_index(drop=True)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or NaNs where an analysis saved before it existed lacks it."""
+    return frame[name] if name in frame.columns else pd.Series(math.nan, index=frame.index)
+
+
+def table_decisions(analysis: Analysis, task: str) -> pd.DataFrame:
+    """Decision uncertainty: at each base model and finetuning-data size of the study, the method with the lowest
+    predicted loss (model-size laws), the runner-up, and the share of bootstrap draws in which the best beats it."""
+    cells = analysis.cells[(analysis.cells["task"] == task) & (analysis.cells["factor"] == "model_size")]
+    methods = [
+        m for m in analysis.methods(task) if (task, m, "model_size", "multiplicative") in analysis.laws
+    ]
+    if len(methods) < 2 or cells.empty:
+        return pd.DataFrame()
+    rows = []
+    for x in sorted(cells["x"].unique()):
+        for d in sorted(cells["d"].unique()):
+            preds = {
+                m: float(
+                    predict_at(analysis.laws[(task, m, "model_size", "multiplicative")], x, np.array([d]))[0]
+                )
+                for m in methods
+            }
+            best, runner = sorted(preds, key=preds.get)[:2]
+            p, n = prob_better(
+                analysis.bootstrap_laws.get((task, best, "model_size"), []),
+                analysis.bootstrap_laws.get((task, runner, "model_size"), []),
+                x, x, d,
+            )  # fmt: skip
+            rows.append(
+                {
+                    "X": fmt_number(x),
+                    "D_f": fmt_number(d),
+                    "best": METHOD_LABELS.get(best, best),
+                    "runner-up": METHOD_LABELS.get(runner, runner),
+                    "margin (nats)": fmt_number(preds[runner] - preds[best], 2),
+                    "P(best beats runner-up)": "–" if not n else f"{p:.2f}",
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def table5(analysis: Analysis, task: str) -> pd.DataFrame:
