@@ -309,7 +309,7 @@ class _Driver:
         self._record(job.id, Outcome(ok=True, metrics=record["metrics"], environment=entry), status)
         self.reused.append(job.id)
         view.job_started(job)
-        view.job_ended(job, status[job.id])
+        view.job_ended(job, status[job.id], reused=True)
         return True
 
     def _context(self, job_id: str, attempt: int, threads: int) -> JobContext:
@@ -433,17 +433,54 @@ class _Driver:
         return None
 
 
-class _ProgressView:
-    """A rich progress display: the whole study (done / total, ETA) and the job(s) running now."""
+#: Seconds between "still running" lines of the plain progress log (non-terminal output).
+PLAIN_PROGRESS_INTERVAL = 30.0
 
-    def __init__(self, plan: StudyPlan, enabled: bool) -> None:
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class _ProgressView:
+    """Progress of a study: on a terminal a rich display (the whole study, done / total, ETA, and the job(s)
+    running now); otherwise (a log file, CI, ``nohup``, a Slurm log) plain lines, one per finished job and one per
+    ``interval`` seconds while jobs run, each with done / total, failures, elapsed time and an ETA."""
+
+    def __init__(
+        self,
+        plan: StudyPlan,
+        enabled: bool,
+        plain: bool | None = None,
+        interval: float | None = None,
+        stream: Any = None,
+    ) -> None:
         self.plan = plan
         self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stdout
+        self.plain = (
+            (not (hasattr(self.stream, "isatty") and self.stream.isatty())) if plain is None else plain
+        )
+        self.interval = PLAIN_PROGRESS_INTERVAL if interval is None else interval
         self.progress: Any = None
         self.running: dict[str, str] = {}
+        self.fractions: dict[str, float] = {}
+        self.done = self.failed = self.ended_this_run = 0
+        self.t0 = self.last_line = time.monotonic()
+        # plain mode: a daemon thread prints the "still running" lines, since a job may run inside the driver's
+        # own process (the sequential executor) and block the loop for its whole length
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> _ProgressView:
-        if self.enabled:
+        if self.enabled and self.plain:
+            set_progress_hook(self._on_job_progress)
+            self._ticker = threading.Thread(target=self._tick_loop, name="ftscale-progress", daemon=True)
+            self._ticker.start()
+        elif self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
@@ -463,14 +500,47 @@ class _ProgressView:
 
     def __exit__(self, *exc: object) -> None:
         set_progress_hook(None)
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self.progress is not None:
             # the current-job line means nothing once the study stops: leave only the study's bar on screen
             self.progress.update(self.job_task, visible=False)
             self.progress.__exit__(*exc)
+        elif self.enabled and self.plain and exc[0] is None:
+            total = len(self.plan.jobs)
+            self._line(
+                "finished: every job done" if self.done == total else "stopped: the rest waits for a rerun"
+            )
+
+    def _line(self, text: str) -> None:
+        """One plain progress line: counts, failures, elapsed time, ETA from this run's pace, then ``text``."""
+        with self._lock:
+            self._write_line(text)
+
+    def _write_line(self, text: str) -> None:
+        now = time.monotonic()
+        self.last_line = now
+        total = len(self.plan.jobs)
+        elapsed = now - self.t0
+        eta = ""
+        if self.ended_this_run and self.done < total:
+            remaining = total - self.done
+            eta = f" · ETA {_duration(elapsed / self.ended_this_run * remaining)}"
+        failed = f" · {self.failed} failed" if self.failed else ""
+        width = len(str(total))
+        self.stream.write(
+            f"[{self.done:>{width}}/{total}] {text}{failed} · elapsed {_duration(elapsed)}{eta}\n"
+        )
+        self.stream.flush()
 
     def start(self, already_done: int) -> None:
+        self.done = already_done
         if self.progress is not None:
             self.progress.update(self.study_task, completed=already_done)
+        elif self.enabled and self.plain:
+            left = len(self.plan.jobs) - already_done
+            self._line(f"study {self.plan.spec.name}: {left} job(s) to run, {already_done} already done")
 
     def _describe_running(self) -> str:
         labels = list(self.running.values())
@@ -478,18 +548,48 @@ class _ProgressView:
         return ("running: " + ", ".join(labels[:2]) + more) if labels else "waiting"
 
     def job_started(self, job: Any) -> None:
-        self.running[job.id] = job.label
+        with self._lock:
+            self.running[job.id] = job.label
         if self.progress is not None:
             self.progress.update(self.job_task, description=self._describe_running(), completed=0.0)
 
-    def job_ended(self, job: Any, status: str) -> None:
-        self.running.pop(job.id, None)
+    def job_ended(self, job: Any, status: str, reused: bool = False) -> None:
+        with self._lock:
+            self.running.pop(job.id, None)
+            self.fractions.pop(job.id, None)
+        self.ended_this_run += not reused  # the pace (ETA) counts only jobs that ran
+        if status == "done":
+            self.done += 1
+        elif status == "failed":
+            self.failed += 1
         if self.progress is not None:
             if status == "done":
                 self.progress.advance(self.study_task)
             self.progress.update(self.job_task, description=self._describe_running(), completed=0.0)
+        elif self.enabled and self.plain:
+            word = {"done": "done", "failed": "failed"}.get(status, "will retry")
+            self._line(f"{word} {job.label}" + (" (from the family cache)" if reused else ""))
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(min(self.interval / 2, 1.0)):
+            self.tick()
+
+    def tick(self) -> None:
+        """A "still running" line when ``interval`` seconds passed without any line (plain mode)."""
+        if not (self.enabled and self.plain):
+            return
+        with self._lock:
+            if not self.running or time.monotonic() - self.last_line < self.interval:
+                return
+            parts = [
+                label + (f" {self.fractions[job_id]:.0%}" if job_id in self.fractions else "")
+                for job_id, label in list(self.running.items())
+            ]
+            self._write_line("running: " + ", ".join(parts))
 
     def _on_job_progress(self, job_id: str, fraction: float, message: str) -> None:
+        if job_id in self.running:
+            self.fractions[job_id] = fraction
         if self.progress is not None and job_id in self.running:
             text = self.running[job_id] + (f" · {message}" if message else "")
             self.progress.update(self.job_task, description=text, completed=fraction)
