@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Tests never read or fill the user's family cache (a study would reuse base models built by other code); the
 # cache's own tests give their studies a cache directory of their own (execution.family_cache).
 os.environ.setdefault("FTSCALE_FAMILY_CACHE", "off")
+# Nor the analysis cache: a test that breaks an analysis on purpose must not be answered from an earlier one; the
+# cache's own tests point it at a directory of their own.
+os.environ.setdefault("FTSCALE_ANALYSIS_CACHE", "off")
 
 
 def shared_data_dir() -> Path:

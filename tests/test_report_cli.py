@@ -28,9 +28,13 @@ STUDY = SyntheticStudy(
 )
 
 
-def _ftscale(*args: str) -> subprocess.CompletedProcess:
+def _ftscale(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ftscale", *args], capture_output=True, text=True, env=cli_env(), timeout=900
+        [sys.executable, "-m", "ftscale", *args],
+        capture_output=True,
+        text=True,
+        env={**cli_env(), **(env or {})},
+        timeout=900,
     )
 
 
@@ -51,11 +55,23 @@ def test_report_writes_html_md_and_json(results_csv: Path, tmp_path: Path) -> No
     assert ("fmt", "model_size", "multiplicative") in fits and ("lora", "pet_size", "additive") in fits
 
 
-def test_advise_names_a_method(results_csv: Path) -> None:
-    done = _ftscale("advise", str(results_csv), "--examples", "20000", "--bootstrap", "20")
+def test_advise_names_a_method_and_reuses_the_report_analysis(results_csv: Path, tmp_path: Path) -> None:
+    cache = {"FTSCALE_ANALYSIS_CACHE": str(tmp_path / "cache")}
+    report = _ftscale(
+        "report", str(results_csv), "--out", str(tmp_path / "rep"), "--bootstrap", "20", env=cache
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    (entry,) = (tmp_path / "cache").glob("*.pkl")  # the report's analysis, stored
+    stamp = entry.stat().st_mtime_ns
+    done = _ftscale("advise", str(results_csv), "--examples", "20000", "--bootstrap", "20", env=cache)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "cache").glob("*.pkl")] == [entry.name]  # read, not recomputed
+    assert entry.stat().st_mtime_ns == stamp
     text = " ".join(done.stdout.split()).lower()
     assert (any(m in text for m in ("fmt", "prompt", "lora")) and "20,000" in text) or "20000" in text
+    assert "p(best beats runner-up)" in text and "data multiplier" in text
+    # every base model of the study is compared by default
+    assert all(f"@{name.lower()}" in text for name in STUDY.model_params)
 
 
 def test_fit_on_a_results_table_prints_table4(results_csv: Path) -> None:

@@ -141,6 +141,9 @@ def test_advice(analysis):
     # --model with --candidate: the chosen model is compared with the candidates
     both = advise(analysis, 2_000, model="2B", candidates=["1B", "4B"])
     assert {option.model for option in both.options} == {"1B", "2B", "4B"}
+    # by default every base model of the study is a candidate
+    every = advise(analysis, 2_000)
+    assert {option.model for option in every.options} == set(STUDY.model_params)
 
 
 def test_advice_says_how_sure_it_is(analysis):

@@ -103,6 +103,7 @@ def test_read_only_out_is_refused_before_the_analysis(
 
     monkeypatch.setattr(analysis, "load_results", must_not_run)
     monkeypatch.setattr(analysis, "analyse", must_not_run)
+    monkeypatch.setattr(analysis, "cached_analyse", must_not_run)
     parent = tmp_path / "readonly"
     _fail_writes(monkeypatch, errno.EROFS, lambda path: parent in path.parents)
     out = parent / "report"
@@ -175,7 +176,7 @@ def test_full_disk_through_the_cli_is_one_line(tmp_path: Path) -> None:
                 return {}
 
         report_analysis.load_results = lambda study: None
-        report_analysis.analyse = lambda *args, **kwargs: Stub()
+        report_analysis.cached_analyse = lambda *args, **kwargs: Stub()
         report_html.build_sections = lambda analysis: [report_html.Section("Stub").add("p", "new")]
         original = Path.write_text
         def write_text(self, *args, **kwargs):

@@ -4,7 +4,8 @@ bootstrap CIs, critical data sizes, the paper's findings). ``report`` renders it
 - ``cells``: load and validate a results table, the factors, seed-averaged (X, D_f) cells;
 - ``fits``: the two-stage joint law, its bootstrap, single-factor laws, critical sizes (the doorway to ``laws``);
 - ``findings``: the paper's findings with CIs, zero-shot and baseline comparisons, Table 7;
-- ``core``: :class:`Analysis` and :func:`analyse`;
+- ``core``: :class:`Analysis` and :func:`analyse`; ``cache``: :func:`cached_analyse`, the same analysis read
+  back when the results, settings and code are unchanged;
 - ``fit_only``: the same fits on any loss table (``ftscale fit --points``);
 - ``synthetic``: results tables drawn from known laws (golden inputs for tests, benchmarks and demos).
 
@@ -12,6 +13,7 @@ An analysis also carries each task's :class:`Regime` (``ftscale.study.regime``):
 base models were trained, re-exported here with the thresholds so that ``report`` shows them.
 """
 
+from ftscale.analysis.cache import cached_analyse
 from ftscale.analysis.cells import (
     FACTOR_BY_NAME,
     FACTORS,
@@ -44,6 +46,7 @@ __all__ = [
     "analyse_points",
     "budget_bound_flags",
     "build_cells",
+    "cached_analyse",
     "load_points",
     "load_results",
     "truth_at_scale",

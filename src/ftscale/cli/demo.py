@@ -97,7 +97,7 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool, retry_fa
     """The main job: the ``tiny`` preset end to end, then the analysis and the HTML report."""
     import time
 
-    from ftscale.analysis import analyse, load_results
+    from ftscale.analysis import cached_analyse, load_results
     from ftscale.report import tables
     from ftscale.report.html import write_report
     from ftscale.study.driver import resolve_job_function, run_study
@@ -133,7 +133,7 @@ def _study_demo(out: str, workers: int, bootstrap: int, progress: bool, retry_fa
 
         print_failures(summary, study_dir, retry_hint="ftscale demo --retry-failed")
         raise typer.Exit(EXIT_JOBS_FAILED)
-    analysis = analyse(load_results(study_dir), n_bootstrap=bootstrap, seed=0)
+    analysis = cached_analyse(load_results(study_dir), n_bootstrap=bootstrap, seed=0)
     report = write_report(analysis, study_dir / "report", title="ftscale demo: the tiny study")
     for task in analysis.tasks:
         console.print(f"\n[bold]{task}[/]: fitted joint laws L = A·X^-α·D^-β + E (bootstrap 95% CIs)")

@@ -79,7 +79,7 @@ def report(
     ),
 ) -> None:
     """Analyse a study and write a self-contained HTML report (or a fit-only analysis of any CSV)."""
-    from ftscale.analysis import analyse, load_results
+    from ftscale.analysis import cached_analyse, load_results
 
     if _fit_only_requested(x, y, d):
         _fit_only(study, x, y, d, factor, max_models, method)
@@ -88,7 +88,7 @@ def report(
 
     check_out_dir(out)  # before the analysis, which can take minutes
 
-    analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
+    analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     path = write_report(analysis, out)
     console.print(f"report written to {path / 'report.html'} (+ report.md, analysis.json)")
     print_findings(analysis)
@@ -97,23 +97,30 @@ def report(
 def advise(
     study: Path = typer.Argument(..., help="Study directory or results file"),
     examples: int = typer.Option(..., "--examples", help="Your finetuning data budget (number of examples)"),
-    model: str | None = typer.Option(None, "--model", help="Base model size to use (default: smallest)"),
+    model: str | None = typer.Option(
+        None, "--model", help="Only this base model (default: every base model of the study)"
+    ),
     candidates: list[str] | None = typer.Option(
         None, "--candidate", help="Candidate base sizes to compare (repeat; --model is compared too)"
     ),
     task: str | None = typer.Option(None, "--task", help="Task (needed when the study has several)"),
-    bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for the CI"),
+    bootstrap: int = typer.Option(
+        200,
+        "--bootstrap",
+        help="Bootstrap resamples for the CI (the report's default: its analysis is reused)",
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI."""
-    from ftscale.analysis import analyse, load_results
+    """Recommend a finetuning method (and base size) for a data budget, with predicted loss and CI.
+
+    The study's analysis is cached: after ``ftscale report`` (or a first ``advise``) with the same bootstrap and
+    seed, every further question is answered in seconds."""
+    from ftscale.analysis import cached_analyse, load_results
     from ftscale.report.advise import advise as make_advice
     from ftscale.report.advise import check_examples
 
     check_examples(examples)  # before the analysis, which can take minutes
-    analysis = analyse(
-        load_results(study), n_bootstrap=bootstrap, seed=seed, compare_additive=False, single_factor=False
-    )
+    analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     console.print(
         make_advice(analysis, examples, model=model, candidates=candidates or None, task=task).render()
     )
@@ -125,10 +132,10 @@ def fit_study(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fit the joint laws of a study and print Table 4, held-out errors, critical sizes and findings."""
-    from ftscale.analysis import analyse, load_results
+    from ftscale.analysis import cached_analyse, load_results
     from ftscale.report import tables
 
-    analysis = analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
+    analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
     for task in analysis.tasks:
         console.print(f"\n[bold]Task {task}[/] — Table 4 (bootstrap CIs)")
         console.print(tables.to_markdown(tables.table4(analysis, task)), markup=False)

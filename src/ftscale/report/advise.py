@@ -136,7 +136,8 @@ def advise(
     candidates: list[str] | None = None,
     task: str | None = None,
 ) -> Advice:
-    """The method (and base size among ``candidates``) with the lowest predicted loss at ``examples``."""
+    """The method and base size (among ``candidates``; by default every base model of the study) with the lowest
+    predicted loss at ``examples``."""
     check_examples(examples)
     tasks = analysis.tasks
     if task is None:
@@ -150,7 +151,7 @@ def advise(
         raise UserError(
             f"task {task!r} has no model-size runs: advice needs the model-size law of each method"
         )
-    wanted = list(candidates or ([model] if model else [min(names, key=names.get)]))
+    wanted = list(candidates or ([model] if model else sorted(names, key=names.get)))  # default: every model
     if model and model not in wanted:  # --model with --candidate: the chosen model is compared too
         wanted.insert(0, model)
     unknown = [m for m in wanted if m not in names]
