@@ -22,7 +22,19 @@ ALLOWED = {
     "study": {"data", "models", "finetune", "errors", "__version__"},
     "analysis": {"laws", "study", "finetune", "paper", "errors"},
     "report": {"analysis", "laws", "paper", "errors"},
-    "cli": {"analysis", "data", "errors", "finetune", "laws", "models", "paper", "report", "study"},
+    "cli": {
+        "analysis",
+        "data",
+        "errors",
+        "finetune",
+        "laws",
+        "models",
+        "paper",
+        "report",
+        "study",
+        "CURVE_RESIDUAL",
+    },
+    "api": {"analysis", "laws", "report", "errors", "CURVE_RESIDUAL"},
 }
 _IMPORT = re.compile(r"^\s*(?:from ftscale\.(\w+)|import ftscale\.(\w+)|from ftscale import (\w+))", re.M)
 

@@ -7,16 +7,10 @@ from pathlib import Path
 
 import typer
 
+from ftscale import CURVE_RESIDUAL
 from ftscale.cli._console import make_console
 
 console = make_console()
-
-#: Residual scale of the fit-only commands (``fit`` on a CSV, ``rank``). Log residuals extrapolate finetuning curves
-#: better than the linear residual the paper prints: mean RMSE of log loss on held-out largest sizes over Lin et
-#: al.'s 90 curves 0.014 vs 0.018 (rectified law) and 0.063 vs 0.087 (power law), and held-out Δh on our three
-#: reproduction studies 0.045 vs 0.053 (multiplicative law); ``bench/law_forms_heldout.py``, bench/RESULTS.md. A
-#: study's own analysis keeps the paper's protocol (linear residual), which it reproduces.
-FIT_RESIDUAL = "log"
 
 
 # ----- ftscale fit ------------------------------------------------------------------------------------------
@@ -189,7 +183,7 @@ def fit_command(
     level: float = typer.Option(0.95, help="Confidence level of the bootstrap intervals."),
     seed: int = typer.Option(0, help="Seed of the fit and the bootstrap."),
     residual: str = typer.Option(
-        FIT_RESIDUAL,
+        CURVE_RESIDUAL,
         help="Residual on log L (default: extrapolates finetuning curves better, bench/RESULTS.md) or on L "
         "(linear, as the paper prints).",
     ),

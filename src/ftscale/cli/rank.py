@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ftscale import CURVE_RESIDUAL
 from ftscale.cli._console import make_console
-from ftscale.cli.fit import FIT_RESIDUAL, _fmt
+from ftscale.cli.fit import _fmt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +45,7 @@ def rank_command(
     ),
     seed: int = typer.Option(0, help="Seed of the fits and the bootstrap."),
     residual: str = typer.Option(
-        FIT_RESIDUAL, help="Residual on log L (default, as `fit`) or on L (linear)."
+        CURVE_RESIDUAL, help="Residual on log L (default, as `fit`) or on L (linear)."
     ),
     where: list[str] = typer.Option([], help="Keep only rows with COL=VALUE (repeatable), e.g. family=OPT."),
     zero_shot: bool = typer.Option(

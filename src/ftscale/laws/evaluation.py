@@ -213,11 +213,14 @@ class FitReport:
     #: a bootstrap, ``low`` / ``high`` / ``se`` of the resamples' predictions at ``ci_level``.
     predictions: list[dict[str, float]] = field(default_factory=list)
     fitted_law: Any = field(default=None, repr=False, compare=False)
+    #: the bootstrap's draws (``BootstrapResult``) when ``bootstrap > 0``: predictions with intervals anywhere
+    bootstrap_result: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN → None; CI table as {param: {estimate, low, high, se}})."""
         out = asdict(self)
         out.pop("fitted_law", None)
+        out.pop("bootstrap_result", None)
         out["ci"] = (
             None if self.ci is None else {str(k): _clean(v) for k, v in self.ci.to_dict("index").items()}
         )
@@ -344,6 +347,7 @@ def evaluate_fit(
         lack_of_fit_p=lof.p,
         predictions=predictions,
         fitted_law=estimator,
+        bootstrap_result=resamples,
     )
 
 
