@@ -84,6 +84,17 @@ def test_rank_json(tmp_path):
     for r in rows[1:]:
         assert 0 <= r["p_top_better"] <= 1 and r["indistinguishable"] == (r["p_top_better"] < 0.95)
     assert by_name["weak"]["p_top_better"] == 1.0  # far worse in every resample
+    assert payload["residual"] == "log" and payload["loss"] == "huber" and payload["solver"] == "auto"
+
+
+def test_rank_least_squares_power_law_by_variable_projection(tmp_path):
+    csv = write_runs(tmp_path / "runs.csv")
+    payload = rank_json(
+        str(csv), "--target-d", str(N), "--budget-d", str(M), "--law", "power", "--loss", "lsq",
+        "--solver", "vp", "--bootstrap", "0",
+    )  # fmt: skip
+    assert payload["loss"] == "lsq" and payload["solver"] == "vp"
+    assert all(r["converged"] for r in payload["candidates"]) and len(payload["candidates"]) == 3
 
 
 def test_rank_without_bootstrap_and_other_forms(tmp_path):
@@ -129,6 +140,14 @@ BAD_CASES = {
         "unknown law 'quadratic'",
     ),
     "joint law": (lambda t: [_runs(t), "--target-d", "1e6", "--law", "additive"], "law additive is joint"),
+    "unknown loss": (
+        lambda t: [_runs(t), "--target-d", "1e6", "--loss", "l1"],
+        "loss must be one of huber, lsq",
+    ),
+    "vp for the rectified law": (
+        lambda t: [_runs(t), "--target-d", "1e6", "--solver", "vp"],
+        "variable projection needs a sum of power-law terms",
+    ),
     "target not positive": (
         lambda t: [_runs(t), "--target-d", "-5"],
         "the target data size must be a positive number, got -5",

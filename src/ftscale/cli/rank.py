@@ -47,6 +47,8 @@ def rank_command(
     residual: str = typer.Option(
         CURVE_RESIDUAL, help="Residual on log L (default, as `fit`) or on L (linear)."
     ),
+    loss: str = typer.Option("huber", "--loss", help="huber (as `fit`) or lsq (plain least squares)."),
+    solver: str = typer.Option("auto", help="auto | vp | multistart, as `fit`."),
     where: list[str] = typer.Option([], help="Keep only rows with COL=VALUE (repeatable), e.g. family=OPT."),
     zero_shot: bool = typer.Option(
         False,
@@ -93,6 +95,8 @@ def rank_command(
         seed=seed,
         level=level,
         residual=residual,
+        loss=loss,
+        solver=solver,
     )
     if json_output:
         sys.stdout.write(json.dumps({"file": str(csv), **ranking_to_dict(table)}) + "\n")

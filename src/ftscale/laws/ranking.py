@@ -85,6 +85,8 @@ def rank_candidates(
     seed: int = 0,
     level: float = 0.95,
     residual: str = "linear",
+    loss: str = "huber",
+    solver: str = "auto",
 ) -> pd.DataFrame:
     """Rank the candidates of a point table by the loss their fitted law predicts at ``target_d``.
 
@@ -131,7 +133,8 @@ def rank_candidates(
                 f"candidate {_label(name)!r} has {len(frame)} points{within}, fewer than the {n_params} "
                 f"parameters of the {law.strip().lower()} law: raise --budget-d or leave it out"
             )
-        fits[name] = _fit_one(law_cls, frame, d, y, float(target_d), bootstrap, seed, level, residual)
+        options = {"residual": residual, "loss": loss, "solver": solver, "seed": seed}
+        fits[name] = _fit_one(law_cls, frame, d, y, float(target_d), bootstrap, seed, level, options)
 
     order = sorted(names, key=lambda n: (not np.isfinite(fits[n]["predicted"]), fits[n]["predicted"]))
     top_draws = fits[order[0]]["draws"]
@@ -166,6 +169,8 @@ def rank_candidates(
         seed=int(seed),
         level=float(level),
         residual=residual,
+        loss=loss,
+        solver=solver,
     )
     return table
 
@@ -179,11 +184,11 @@ def _fit_one(
     bootstrap: int,
     seed: int,
     level: float,
-    residual: str,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     """Fit one candidate's cells, predict at ``target_d``; bootstrap draws of that prediction by resample."""
     X, targets = frame[d].to_numpy(dtype=float), frame[y].to_numpy(dtype=float)
-    estimator = law_cls(residual=residual, seed=seed)
+    estimator = law_cls(**options)
     # The fitter records its warnings in ``warnings_``; the ranking reports them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
