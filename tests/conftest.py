@@ -68,3 +68,13 @@ def assert_objective_gradient(law, raw_center, X, y, rng, trials: int = 3) -> No
             ]
         )
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-9 * max(1.0, abs(f)))
+
+
+def assert_from_params_predicts(cls, params, X, expected) -> None:
+    """A law built from natural parameters predicts ``expected`` at ``X`` and round-trips its parameters."""
+    import numpy as np
+
+    law = cls.from_params(**params)
+    np.testing.assert_allclose(law.predict(X), expected, rtol=1e-12)
+    assert law.params_ == pytest.approx(params)
+    np.testing.assert_allclose(law.raw_params_, cls.raw_from_natural(**params))

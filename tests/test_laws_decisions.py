@@ -3,6 +3,7 @@ fallbacks and predictions, and the extrapolation-based choice of a law form."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_prob_better_pairs_draws():
     assert math.isnan(prob_better([], good, None, None, 100.0)[0])
 
 
-def test_bootstrap_predictions_and_cold_fallback():
+def test_bootstrap_predictions():
     d = np.geomspace(50, 6400, 10)
     y = 3.0 * d**-0.3 + 1.0 + np.random.default_rng(3).normal(0, 0.003, len(d))
     law = PowerLaw().fit(d, y)
@@ -95,7 +96,55 @@ def test_bootstrap_predictions_and_cold_fallback():
     draws = result.predict(law, [100.0, 1e5])
     assert draws.shape == (40 - result.n_failed, 2)
     assert np.all(draws[:, 1] < draws[:, 0])
-    assert result.n_failed == 0 and result.n_cold >= 0
+    low, high, se = result.predict_ci(law, [100.0, 1e5])
+    assert np.all(low <= law.predict([100.0, 1e5])) and np.all(law.predict([100.0, 1e5]) <= high)
+    assert np.all(se > 0) and result.n_failed == 0
+
+
+def test_failed_warm_refits_are_redone_from_the_grid(monkeypatch):
+    """A resample whose warm-started refit did not converge is refitted cold, not dropped."""
+    bootstrap_module = importlib.import_module(
+        "ftscale.laws.bootstrap"
+    )  # the package shadows it by a function
+
+    d = np.geomspace(50, 6400, 10)
+    y = 3.0 * d**-0.3 + 1.0 + np.random.default_rng(3).normal(0, 0.003, len(d))
+    law = PowerLaw().fit(d, y)
+    reference = bootstrap(law, d, y, n_resamples=6, seed=0, prefit=True)
+    warm = bootstrap_module._run_warm_started
+
+    def every_other_fails(*args, **kwargs):
+        xs, ok = warm(*args, **kwargs)
+        ok[::2] = False
+        return xs, ok
+
+    monkeypatch.setattr(bootstrap_module, "_run_warm_started", every_other_fails)
+    result = bootstrap(law, d, y, n_resamples=6, seed=0, prefit=True)
+    assert result.n_cold == 3 and result.n_failed == 0 and list(result.samples.index) == list(range(6))
+    # the cold refits reach the warm refits' optima
+    np.testing.assert_allclose(result.samples.to_numpy(), reference.samples.to_numpy(), rtol=1e-5)
+
+
+def test_failed_warm_two_stage_refits_are_redone_from_the_grid(monkeypatch):
+    from ftscale.laws import bootstrap_two_stage
+
+    bootstrap_module = importlib.import_module("ftscale.laws.bootstrap")
+
+    rng = np.random.default_rng(4)
+    X = np.array([(x, dd) for x in np.geomspace(1e6, 1e8, 4) for dd in np.geomspace(100, 1e5, 5)])
+    y = MultiplicativeLaw.from_params(A=30.0, alpha=0.2, beta=0.15, E=1.0).predict(X) + rng.normal(
+        0, 0.002, len(X)
+    )
+    factors = {"model_size": (X, y)}
+    warm = bootstrap_module._warm_two_stage_rows
+
+    def none_converge(args):
+        stage1_x, ok, per_factor = warm(args)
+        return stage1_x, np.zeros_like(ok), per_factor
+
+    monkeypatch.setattr(bootstrap_module, "_warm_two_stage_rows", none_converge)
+    result = bootstrap_two_stage(factors, n_resamples=3, seed=0, stage1=("model_size",))
+    assert result.n_cold == 3 and result.n_failed == 0 and len(result.samples) == 3
 
 
 def test_compare_forms_prefers_the_form_that_extrapolates():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_objective_gradient
+from conftest import assert_from_params_predicts, assert_objective_gradient
 from ftscale.errors import FitError
 from ftscale.laws.forms import (
     AdditiveLaw,
@@ -47,11 +47,8 @@ def inputs_for(cls: type[ScalingLaw]) -> np.ndarray:
 
 @pytest.mark.parametrize("cls", list(TRUE))
 def test_from_params_predicts_the_formula(cls):
-    law = cls.from_params(**TRUE[cls])
     X = inputs_for(cls)
-    np.testing.assert_allclose(law.predict(X), formula(cls, TRUE[cls], X), rtol=1e-12)
-    assert law.params_ == pytest.approx(TRUE[cls])
-    np.testing.assert_allclose(law.raw_params_, cls.raw_from_natural(**TRUE[cls]))
+    assert_from_params_predicts(cls, TRUE[cls], X, formula(cls, TRUE[cls], X))
 
 
 @pytest.mark.parametrize("cls", list(TRUE))

@@ -74,6 +74,12 @@ class BootstrapResult:
         log_pred, _ = law.log_prediction(self.raw, law._check_X(X))
         return np.exp(log_pred)
 
+    def predict_ci(self, law: ScalingLaw, X: Any, level: float = 0.95) -> tuple[np.ndarray, ...]:
+        """(low, high, se) of the resamples' predictions at every point of ``X``: percentile intervals."""
+        draws = self.predict(law, X)
+        bounds = [percentile_ci(draws[:, k], level) for k in range(draws.shape[1])]
+        return tuple(np.array(column, dtype=float) for column in zip(*bounds, strict=True)) if bounds else ()
+
     def paired_with(self, other: BootstrapResult) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Both sample tables restricted to the resample numbers present in both, in the same order."""
         common = self.samples.index.intersection(other.samples.index).sort_values()

@@ -71,6 +71,12 @@ def equivalent_data_size(
     return math.exp(brentq(gap, lo, hi, xtol=1e-12))
 
 
+def draw_predictions(draws: Sequence[Any], x: float | None, d: Any) -> np.ndarray:
+    """Every bootstrap law's loss at data sizes ``d`` (other factor at ``x``): shape (len(draws), len(d))."""
+    d = np.atleast_1d(np.asarray(d, dtype=float))
+    return np.array([predict_at(law, x, d) for law in draws]).reshape(len(draws), len(d))
+
+
 def prob_better(
     draws_a: Sequence[Any], draws_b: Sequence[Any], x_a: float, x_b: float, d: float
 ) -> tuple[float, int]:
@@ -81,9 +87,8 @@ def prob_better(
     n = min(len(draws_a), len(draws_b))
     if n == 0:
         return math.nan, 0
-    pa = np.array([predict_at(law, x_a, np.array([d]))[0] for law in draws_a[:n]])
-    pb = np.array([predict_at(law, x_b, np.array([d]))[0] for law in draws_b[:n]])
-    return float(np.mean(pa < pb)), n
+    pa, pb = draw_predictions(draws_a[:n], x_a, d), draw_predictions(draws_b[:n], x_b, d)
+    return float(np.mean(pa[:, 0] < pb[:, 0])), n
 
 
 def data_multiplier(law: Any, other: Any, x: float, d: float) -> float:

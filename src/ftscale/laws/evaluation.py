@@ -215,12 +215,15 @@ class FitReport:
     fitted_law: Any = field(default=None, repr=False, compare=False)
     #: the bootstrap's draws (``BootstrapResult``) when ``bootstrap > 0``: predictions with intervals anywhere
     bootstrap_result: Any = field(default=None, repr=False, compare=False)
+    #: the points the law was judged on (seed means when aggregated) with a boolean ``heldout`` column
+    cells: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN → None; CI table as {param: {estimate, low, high, se}})."""
         out = asdict(self)
         out.pop("fitted_law", None)
         out.pop("bootstrap_result", None)
+        out.pop("cells", None)
         out["ci"] = (
             None if self.ci is None else {str(k): _clean(v) for k, v in self.ci.to_dict("index").items()}
         )
@@ -292,7 +295,7 @@ def evaluate_fit(
     if n_params is not None and len(fit_df) < int(n_params):
         raise FitError(
             f"{law_name(law)} law{where} has {int(n_params)} parameters but only {len(fit_df)} fitting points "
-            f"({len(held_df)} held out): add points or use --heldout none"
+            f"({len(held_df)} held out): add points" + (" or use --heldout none" if len(held_df) else "")
         )
     estimator = copy.deepcopy(law)
     X_fit, y_fit = points_matrix(fit_df, x, d), fit_df[y].to_numpy(dtype=float)
@@ -348,11 +351,12 @@ def evaluate_fit(
         predictions=predictions,
         fitted_law=estimator,
         bootstrap_result=resamples,
+        cells=points.assign(heldout=held_mask),
     )
 
 
 def _check_prediction_points(law: Any, points: Sequence[Mapping[str, float]], *, joint: bool) -> None:
-    """Each point names exactly the law's inputs (``x`` and ``d``, or ``d``) with values it is defined at."""
+    """Each point names exactly the law's inputs (``x`` and ``d``, or ``d``) with values the law is defined at."""
     roles = ("x", "d") if joint else ("d",)
     for point in points:
         missing = [role for role in roles if role not in point]
@@ -362,12 +366,10 @@ def _check_prediction_points(law: Any, points: Sequence[Mapping[str, float]], *,
             raise FitError(
                 f"prediction point {dict(point)}: a {law_name(law)} law needs {' and '.join(roles)}{got}"
             )
-        values = [float(point[role]) for role in roles]
-        zero_ok = getattr(law, "zero_d_ok", False)
-        if not all(np.isfinite(values)) or any(
-            v < 0 or (v == 0 and not (role == "d" and zero_ok)) for role, v in zip(roles, values, strict=True)
-        ):
-            raise FitError(f"prediction point {dict(point)}: sizes must be finite and > 0")
+        try:
+            law._check_X(np.array([[float(point[role]) for role in roles]]))  # the law's own input check
+        except FitError as exc:
+            raise FitError(f"prediction point {dict(point)}: {exc}") from None
 
 
 def _predictions(
@@ -380,13 +382,13 @@ def _predictions(
     X = np.array([[float(p[role]) for role in roles] for p in points])
     X = X if joint else X[:, 0]
     estimate = np.asarray(law.predict(X), dtype=float)
-    draws = resamples.predict(law, X) if resamples is not None else None
+    bounds = resamples.predict_ci(law, X, level) if resamples is not None else None
     out = []
     for k, point in enumerate(points):
         row = {role: float(point[role]) for role in roles} | {"loss": float(estimate[k])}
-        if draws is not None:
-            from ftscale.laws.bootstrap import percentile_ci
-
-            row["low"], row["high"], row["se"] = percentile_ci(draws[:, k], level)
+        if bounds is not None:
+            row |= {
+                name: float(column[k]) for name, column in zip(("low", "high", "se"), bounds, strict=True)
+            }
         out.append(row)
     return out

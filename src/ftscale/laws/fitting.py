@@ -135,13 +135,34 @@ def multistart_minimize(
         keep = np.argsort(screen.fun, kind="stable")[: max(_SCREEN_KEEP, int(_SCREEN_FRACTION * len(starts)))]
         starts = screen.x[keep]
     batch = batched_lbfgs(fun, starts, lo, hi, max_iter=batch_iter)
-    order = np.argsort(batch.fun, kind="stable")
+    return polish_best(fun, batch.x, batch.fun, lo, hi, max_iter, n_starts, n_polish=n_polish)
+
+
+def polish_best(
+    fun: Callable,
+    candidates: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    max_iter: int,
+    n_starts: int,
+    *,
+    n_polish: int = _N_POLISH,
+    distinct: float = 1e-4,
+    columns: Sequence[int] | None = None,
+) -> OptimumReport:
+    """scipy-polish the ``n_polish`` best distinct candidates and keep the lowest objective.
+
+    Candidates closer than ``distinct`` (max norm over ``columns``, all by default) to a better one already picked
+    sit in its basin and are skipped. ``n_starts`` is what the report counts (starts or grid points)."""
+    cols = slice(None) if columns is None else list(columns)
     picked: list[int] = []
-    for i in order:
-        if not np.isfinite(batch.fun[i]):
+    for i in np.argsort(values, kind="stable"):
+        if not np.isfinite(values[i]):
             break
-        # skip candidates that sit on top of an already picked one (same basin)
-        if any(np.max(np.abs(batch.x[i] - batch.x[j])) < 1e-4 for j in picked):
+        if any(
+            np.max(np.abs(candidates[i, cols] - candidates[j, cols]), initial=0.0) < distinct for j in picked
+        ):
             continue
         picked.append(int(i))
         if len(picked) >= n_polish:
@@ -150,7 +171,7 @@ def multistart_minimize(
         raise FitError("the objective is not finite at any starting point; check the data's scale")
     best: tuple[np.ndarray, float, bool, str] | None = None
     for i in picked:
-        x, f, conv, msg = polish(fun, batch.x[i], lo, hi, max_iter)
+        x, f, conv, msg = polish(fun, candidates[i], lo, hi, max_iter)
         if best is None or f < best[1]:
             best = (x, f, conv, msg)
     assert best is not None

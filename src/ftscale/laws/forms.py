@@ -360,13 +360,17 @@ class ScalingLaw:
         if self.zero_d_ok:  # the data size (last column) may be 0: a zero-shot point
             positive[:, -1] |= arr[:, -1] == 0
         if not np.all(np.isfinite(arr)) or not positive.all():
-            hint = (
-                "a zero-shot (D = 0) point needs a form defined there, such as rectified"
-                if np.any(arr[:, -1] == 0) and np.all(arr[:, :-1] > 0)
-                else "drop zero-size points before fitting"
-            )
+            zeros = np.any(arr == 0) and np.all(np.isfinite(arr)) and not np.any(arr < 0)
+            hint = ""
+            if zeros:
+                only_d = not np.any(arr[:, :-1] == 0)
+                hint = (
+                    " (a zero-shot D = 0 point needs a form defined there, such as rectified)"
+                    if only_d
+                    else " (drop zero-size points before fitting)"
+                )
             raise FitError(
-                f"{type(self).__name__}: inputs ({', '.join(self.input_names)}) must be finite and > 0 ({hint})"
+                f"{type(self).__name__}: inputs ({', '.join(self.input_names)}) must be finite and > 0{hint}"
             )
         with np.errstate(divide="ignore"):  # log 0 = -inf marks a zero-shot point
             return np.log(arr)
@@ -471,6 +475,23 @@ def _rectified_denominator(
     return denom, np.exp(l_ - denom), log_d
 
 
+def _rectified_prediction(
+    first_base: np.ndarray, l_: np.ndarray, beta: np.ndarray, e: np.ndarray, log_d: np.ndarray
+) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, list[np.ndarray]]]]:
+    """log L̂ = LSE(first_base − log(D_l + D^β), e), shared by the rectified forms (``first_base`` = b, or
+    a − α·log X), and its backward pass: coef (S, n) → (coef × ∂log L̂/∂first_base, [∂/∂l, ∂/∂β, ∂/∂e] columns)."""
+    denom, w_l, log_d = _rectified_denominator(l_, beta, log_d)
+    first = first_base - denom
+    log_pred = np.logaddexp(first, e)
+    s_first = np.exp(first - log_pred)
+
+    def backward(coef: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        c1 = coef * s_first
+        return c1, [-(c1 * w_l).sum(1), -(c1 * (1.0 - w_l)) @ log_d, (coef - c1).sum(1)]
+
+    return log_pred, backward
+
+
 class RectifiedLaw(ScalingLaw):
     """Lin et al. (2024) rectified law L(D) = B / (D_l + D^β) + E, raw (b, l, beta, e) with D_l = exp(l).
 
@@ -487,22 +508,11 @@ class RectifiedLaw(ScalingLaw):
 
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         b, l_, beta, e = (raw[:, i : i + 1] for i in range(4))
-        denom, w_l, log_d = _rectified_denominator(l_, beta, log_inputs[:, 0])
-        first = b - denom
-        log_pred = np.logaddexp(first, e)
-        s_first = np.exp(first - log_pred)
+        log_pred, backward = _rectified_prediction(b, l_, beta, e, log_inputs[:, 0])
 
         def vjp(coef: np.ndarray) -> np.ndarray:
-            c1 = coef * s_first
-            return np.stack(
-                [
-                    c1.sum(1),
-                    -(c1 * w_l).sum(1),
-                    -(c1 * (1.0 - w_l)) @ log_d,
-                    (coef * (1.0 - s_first)).sum(1),
-                ],
-                axis=1,
-            )
+            c1, rest = backward(coef)
+            return np.stack([c1.sum(1), *rest], axis=1)
 
         return log_pred, vjp
 
@@ -765,23 +775,11 @@ class RectifiedJointLaw(ScalingLaw):
     def log_prediction(self, raw: np.ndarray, log_inputs: np.ndarray) -> tuple[np.ndarray, VJP]:
         log_x = log_inputs[:, 0]
         a, alpha, l_, beta, e = (raw[:, i : i + 1] for i in range(5))
-        denom, w_l, log_d = _rectified_denominator(l_, beta, log_inputs[:, 1])
-        first = a - alpha * log_x - denom
-        log_pred = np.logaddexp(first, e)
-        s_first = np.exp(first - log_pred)
+        log_pred, backward = _rectified_prediction(a - alpha * log_x, l_, beta, e, log_inputs[:, 1])
 
         def vjp(coef: np.ndarray) -> np.ndarray:
-            c1 = coef * s_first
-            return np.stack(
-                [
-                    c1.sum(1),
-                    -c1 @ log_x,
-                    -(c1 * w_l).sum(1),
-                    -(c1 * (1.0 - w_l)) @ log_d,
-                    (coef - c1).sum(1),
-                ],
-                axis=1,
-            )
+            c1, rest = backward(coef)
+            return np.stack([c1.sum(1), -c1 @ log_x, *rest], axis=1)
 
         return log_pred, vjp
 
@@ -820,3 +818,14 @@ def law_class(name: str) -> type[ScalingLaw]:
     if key not in LAW_FORMS:
         raise FitError(f"unknown law {name!r}: choose one of {', '.join(LAW_NAMES)}")
     return LAW_FORMS[key]
+
+
+def zero_shot_law(name: str) -> type[ScalingLaw]:
+    """The law class for ``--zero-shot`` fits: only forms defined at D_f = 0 (``zero_d_ok``) may take those points."""
+    cls = law_class(name)
+    if not cls.zero_d_ok:
+        defined = ", ".join(key for key, form in LAW_FORMS.items() if form.zero_d_ok)
+        raise FitError(
+            f"--zero-shot: the {name.strip().lower()} law is not defined at D_f = 0; use one that is ({defined})"
+        )
+    return cls

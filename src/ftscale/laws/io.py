@@ -176,15 +176,25 @@ def read_points(
         raise DataError(f"unknown table layout {layout!r}: use auto, long or lin2024")
     if layout == "lin2024" or (layout == "auto" and is_lin2024_layout(df)):
         df = melt_lin2024(df, include_zero_shot=bool(zero_ok), source=source)
-    for column, value in where:  # before validation: rows filtered out (e.g. baselines) need no sizes
+    df = filter_rows(df, where, source)  # before validation: rows filtered out (e.g. baselines) need no sizes
+    return validate_points(df, sizes=sizes, y=y, source=source, extra=extra, zero_ok=zero_ok)
+
+
+def filter_rows(
+    df: pd.DataFrame, where: Sequence[tuple[str, Any]], source: str, option: str = "--where"
+) -> pd.DataFrame:
+    """The rows whose ``column`` equals ``value`` (compared as text) for every pair of ``where``; a missing column
+    or no row left is a DataError naming ``option`` (the CLI's ``--where``, the API's ``where=``)."""
+    for column, value in where:
         if column not in df.columns:
             raise DataError(
-                f"{source}: --where column {column!r} not found; available columns: {', '.join(map(str, df.columns))}"
+                f"{source}: {option} column {column!r} not found; available columns: "
+                f"{', '.join(map(str, df.columns))}"
             )
-        df = df[df[column].astype(str) == value]
+        df = df[df[column].astype(str) == str(value)]
         if df.empty:
-            raise DataError(f"{source}: no rows left after --where {column}={value}")
-    return validate_points(df, sizes=sizes, y=y, source=source, extra=extra, zero_ok=zero_ok)
+            raise DataError(f"{source}: no rows left after {option} {column}={value}")
+    return df
 
 
 def parse_heldout(spec: str, axis_columns: dict[str, str]) -> str | dict[str, list[float]] | None:

@@ -195,15 +195,10 @@ class Objective:
             jac = jac[self.weights > 0] * np.sqrt(self.weights[self.weights > 0])[:, None]
         return jac
 
+    # Far from the data (a start or a trial step of the line search) a prediction can overflow: the objective is
+    # then +inf there, which the optimisers treat as "not a descent", so numpy's warnings are noise.
+    @np.errstate(over="ignore", invalid="ignore")
     def _evaluate(self, theta: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        # Far from the data (a start or a trial step of the line search) a prediction can overflow: the objective
-        # is then +inf there, which the optimisers treat as "not a descent", so numpy's warnings are noise.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._evaluate_unguarded(theta, rows)
-
-    def _evaluate_unguarded(
-        self, theta: np.ndarray, rows: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
         law = self.law
         raw = law.full_raw(theta)
         log_pred, vjp = law.log_prediction(raw, self.log_inputs)

@@ -19,14 +19,14 @@ import copy
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ftscale.errors import FitError, UserError
-from ftscale.laws.evaluation import aggregate_cells, fit_errors, law_name, points_matrix
+from ftscale.laws.evaluation import _clean, aggregate_cells, fit_errors, law_name, points_matrix
 from ftscale.laws.forms import JOINT_LAWS, LAW_FORMS, SINGLE_FACTOR_LAWS, FitWarning, ScalingLaw
 
 #: How many halvings of D_max the rolling scheme tries (fit on D_f ≤ D_max/2, /4, /8).
@@ -69,27 +69,8 @@ class Comparison:
         return pd.DataFrame(rows).sort_values("score", na_position="last").reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
-        from ftscale.laws.evaluation import _clean
-
         return _clean(
-            {
-                "chosen": self.chosen,
-                "reason": self.reason,
-                "scores": [
-                    {
-                        "form": s.form,
-                        "n_params": s.n_params,
-                        "score": s.score,
-                        "errors": s.errors,
-                        "aic": s.aic,
-                        "bic": s.bic,
-                        "rmse_log_fit": s.rmse_log_fit,
-                        "converged": s.converged,
-                        "skipped": s.skipped,
-                    }
-                    for s in self.scores
-                ],
-            }
+            {"chosen": self.chosen, "reason": self.reason, "scores": [asdict(s) for s in self.scores]}
         )
 
 
@@ -141,16 +122,22 @@ def score_form(template: ScalingLaw, points: pd.DataFrame, x: str | None, d: str
     aic, bic = information_criteria(full, X_all, y_all)
     per_scheme: dict[str, list[float]] = {}
     skipped: dict[str, str] = {}
+    fitted: dict[bytes, ScalingLaw | UserError] = {}  # splits with the same fit points share one fit
     for scheme, fit_mask, held_mask in _scheme_splits(points, x, d):
         n_fit = int(fit_mask.sum())
         if n_fit < template.n_params or not held_mask.any():
             if scheme not in per_scheme:
                 skipped.setdefault(scheme, f"{n_fit} points to fit {template.n_params} parameters")
             continue
-        try:
-            law = _fit_quietly(template, X_all[fit_mask], y_all[fit_mask])
-        except UserError as exc:  # a failed fit of one split: recorded, the comparison goes on
-            skipped.setdefault(scheme, str(exc))
+        key = fit_mask.tobytes()
+        if key not in fitted:
+            try:
+                fitted[key] = _fit_quietly(template, X_all[fit_mask], y_all[fit_mask])
+            except UserError as exc:  # a failed fit of one split: recorded, the comparison goes on
+                fitted[key] = exc
+        law = fitted[key]
+        if isinstance(law, UserError):
+            skipped.setdefault(scheme, str(law))
             continue
         per_scheme.setdefault(scheme, []).append(
             fit_errors(law, X_all[held_mask], y_all[held_mask])["rmse_log"]

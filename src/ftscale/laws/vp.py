@@ -21,7 +21,7 @@ import itertools
 
 import numpy as np
 
-from ftscale.laws.fitting import OptimumReport, polish
+from ftscale.laws.fitting import OptimumReport, polish_best
 from ftscale.laws.forms import ScalingLaw
 from ftscale.laws.objective import Objective
 
@@ -31,10 +31,8 @@ from ftscale.laws.objective import Objective
 #: a margin at a fifth of the cost of 0.05.
 EXPONENT_GRID = np.round(np.arange(-0.5, 3.0 + 1e-9, 0.1), 10)
 
-_INNER_ITER = (
-    3  # IRLS / Gauss-Newton rounds of the inner problem (they only rank the grid; the polish is exact)
-)
-_N_POLISH = 4  # distinct best grid points polished
+#: IRLS / Gauss-Newton rounds of the inner problem (they only rank the grid; the polish is exact).
+_INNER_ITER = 3
 _DISTINCT = 0.15  # exponent vectors closer than this (max norm) count as one basin
 
 
@@ -151,27 +149,7 @@ def vp_minimize(law: ScalingLaw, fun: Objective, lo: np.ndarray, hi: np.ndarray)
         theta[:, free.index(name)] = log_coef[:, k]
     theta = np.clip(theta, lo, hi)
     values, _ = fun(theta, None)
-    order = np.argsort(values, kind="stable")
-    picked: list[int] = []
     exp_cols = [free.index(name) for name in exponent_names]
-    for i in order:
-        if not np.isfinite(values[i]):
-            break
-        if any(
-            np.max(np.abs(theta[i, exp_cols] - theta[j, exp_cols]), initial=0.0) < _DISTINCT for j in picked
-        ):
-            continue
-        picked.append(int(i))
-        if len(picked) >= _N_POLISH:
-            break
-    if not picked:
-        from ftscale.errors import FitError
-
-        raise FitError("the objective is not finite at any exponent of the grid; check the data's scale")
-    best: tuple[np.ndarray, float, bool, str] | None = None
-    for i in picked:
-        x, f, conv, msg = polish(fun, theta[i], lo, hi, law.max_iter)
-        if best is None or f < best[1]:
-            best = (x, f, conv, msg)
-    assert best is not None
-    return OptimumReport(best[0], best[1], best[2], len(exponents), best[3])
+    return polish_best(
+        fun, theta, values, lo, hi, law.max_iter, len(exponents), distinct=_DISTINCT, columns=exp_cols
+    )
