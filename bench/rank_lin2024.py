@@ -31,7 +31,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ftscale.laws.forms import law_class  # noqa: E402
 from ftscale.laws.io import read_lin2024  # noqa: E402
 from ftscale.laws.ranking import rank_candidates  # noqa: E402
 
@@ -45,7 +44,6 @@ METHODS = {
     "power": ("power", False),
     "loss at M": (None, False),
 }
-ZERO_D_OK = bool(getattr(law_class("rectified"), "zero_d_ok", False))
 
 
 def scores(predicted: pd.Series, true: pd.Series) -> dict[str, float]:
@@ -147,7 +145,7 @@ def main() -> None:
             f"error: Lin et al. (2024) data not found: no {absent[0]}.csv in {args.data} (pass --data DIR)"
         )
 
-    methods = [m for m in METHODS if ZERO_D_OK or not METHODS[m][1]]
+    methods = list(METHODS)
     units = [
         (task, args.data, ratio, method, args.residual)
         for task in tasks
@@ -169,11 +167,6 @@ def main() -> None:
         "(Lin et al. 2024 tables).\nPer method: Pearson r (predicted vs true loss at N), RelAcc (%), "
         f"top pick = true best. Residual: {args.residual}."
     )
-    if not ZERO_D_OK:
-        print(
-            "rectified+0 (with the zero-shot point): n/a, the rectified form here does not declare zero_d_ok "
-            "(D = 0 is not accepted as a fitting point)."
-        )
     for task in tasks:
         print_table(f"{task} (30 models)", frame[frame["task"] == task], shown)
     print_table(f"mean over {len(tasks)} tasks (best = hits out of tasks)", frame, shown, hits=True)

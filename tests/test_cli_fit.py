@@ -255,7 +255,7 @@ BAD_CASES = {
             "--predict",
             "d=-5",
         ],
-        "sizes must be finite and > 0",
+        "prediction point {'d': -5.0}: PowerLaw: inputs (d) must be finite and > 0",
     ),
     "zero-shot for a form undefined at 0": (
         lambda t: [

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from ftscale.laws.forms import RectifiedLaw
 
 # Rectified laws B / (D_l + D^β) + E whose curves cross: "early" is ahead up to M = 12,800 examples, "late" is
 # best at N = 1,638,400 (2.41 vs 3.10 at M, 2.04 vs 1.59 at N); "weak" is last everywhere.
@@ -20,7 +19,6 @@ TRUTH = {
     "weak": dict(B=100.0, D_l=10.0, beta=0.3, E=2.5),
 }
 N, M = 1638400, 12800
-ZERO_D_OK = getattr(RectifiedLaw, "zero_d_ok", False)
 
 
 def rectified(params: dict[str, float], d: float) -> float:
@@ -111,9 +109,6 @@ def test_rank_without_bootstrap_and_other_forms(tmp_path):
     assert "from all runs" in out and "no bootstrap" in out
 
 
-@pytest.mark.skipif(
-    not ZERO_D_OK, reason="RectifiedLaw.zero_d_ok is missing: the rectified form does not yet accept D_f = 0"
-)
 def test_rank_zero_shot_points(tmp_path):
     csv = write_runs(tmp_path / "runs.csv", zero_shot=True)
     payload = rank_json(
@@ -180,7 +175,7 @@ BAD_CASES = {
     ),
     "zero-shot with a form undefined at 0": (
         lambda t: [_runs(t), "--target-d", "1e6", "--law", "power", "--zero-shot"],
-        "--zero-shot: the power law is undefined at D_f = 0",
+        "--zero-shot: the power law is not defined at D_f = 0",
     ),
     "zero-shot rows without --zero-shot": (
         lambda t: [str(write_runs(t / "zero.csv", zero_shot=True)), "--target-d", "1e6"],
@@ -224,6 +219,5 @@ def test_rank_lin2024_wmt19_gpt2_family(shared_data):
     predicted = [r["predicted"] for r in rows]
     true = gpt2.loc[[r["candidate"] for r in rows], str(N)].to_numpy()
     assert np.corrcoef(predicted, true)[0, 1] > 0.9
-    if ZERO_D_OK:
-        zero = rank_json(*args, "--bootstrap", "0", "--zero-shot")
-        assert all(r["n_points"] == 12 for r in zero["candidates"])  # the 0 column kept
+    zero = rank_json(*args, "--bootstrap", "0", "--zero-shot")
+    assert all(r["n_points"] == 12 for r in zero["candidates"])  # the 0 column kept

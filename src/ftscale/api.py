@@ -5,7 +5,7 @@ objects that show themselves as tables and plots."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ftscale import CURVE_RESIDUAL
-from ftscale.errors import DataError, FitError
+from ftscale.errors import FitError
 from ftscale.laws.critical import critical_data_size
 from ftscale.laws.evaluation import FitReport, evaluate_fit
 from ftscale.laws.forms import JOINT_LAWS, ScalingLaw, law_class
+from ftscale.laws.io import filter_rows, read_points, validate_points
 
 __all__ = ["FittedLaw", "Study", "advise", "critical_data_size", "fit", "load"]
 
@@ -59,13 +60,8 @@ class FittedLaw:
         frame[self.y] = self.law.predict(X)
         boot = self.report.bootstrap_result
         if boot is not None:
-            from ftscale.laws.bootstrap import percentile_ci
-
-            draws = boot.predict(self.law, X)
-            bounds = [
-                percentile_ci(draws[:, k], level or self.report.ci_level or 0.95) for k in range(len(frame))
-            ]
-            frame["low"], frame["high"], frame["se"] = (np.array(col) for col in zip(*bounds, strict=True))
+            level = level or self.report.ci_level or 0.95
+            frame["low"], frame["high"], frame["se"] = boot.predict_ci(self.law, X, level)
         return frame
 
     def summary(self) -> pd.DataFrame:
@@ -106,7 +102,7 @@ class FittedLaw:
                 label=None if value is None else f"{self.x}={value:g}",
             )
             color = line[0].get_color()
-            held = group["_heldout"].to_numpy(bool)
+            held = group["heldout"].to_numpy(bool)
             ax.scatter(group[self.d][~held], group[self.y][~held], color=color, s=14)
             ax.scatter(group[self.d][held], group[self.y][held], facecolors="none", edgecolors=color, s=22)
         ax.set_xscale("log")
@@ -131,15 +127,6 @@ class FittedLaw:
         return f"FittedLaw({self.report.law}: {inner}; Δe={self.report.delta_e:.3g}, Δh={self.report.delta_h:.3g})"
 
 
-def _frame(data: pd.DataFrame | str | Path) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    from ftscale.laws.io import is_lin2024_layout, melt_lin2024, read_table
-
-    table = read_table(data)
-    return melt_lin2024(table, source=str(data)) if is_lin2024_layout(table) else table
-
-
 def fit(
     data: pd.DataFrame | str | Path,
     law: str = "multiplicative",
@@ -152,6 +139,7 @@ def fit(
     seed: int = 0,
     level: float = 0.95,
     where: Mapping[str, Any] | None = None,
+    zero_shot: bool = False,
     residual: str = CURVE_RESIDUAL,
     **law_options: Any,
 ) -> FittedLaw:
@@ -159,29 +147,24 @@ def fit(
 
     ``x``: the other factor's column for a joint law (``multiplicative``, ``additive``, ``rectified-joint``); a
     single-factor law uses ``d`` alone. ``heldout``: ``"largest"``, ``"none"`` or ``{column: [values]}``.
-    ``where``: keep rows whose columns equal these values. ``residual``: log by default, as ``ftscale fit``
+    ``where``: keep rows whose columns equal these values. ``zero_shot``: keep D_f = 0 points (a Lin et al.
+    table's 0 column), for forms defined there, as ``--zero-shot``. ``residual``: log by default, as ``ftscale fit``
     (``ftscale.CURVE_RESIDUAL``: why). ``law_options`` go to the law (``loss``, ``huber_delta``, ``solver``,
     ...). Rows of one (x, d) cell are averaged over seeds first, as everywhere.
     """
-    frame = _frame(data)
-    for column, value in (where or {}).items():
-        if column not in frame.columns:
-            raise DataError(
-                f"where: column {column!r} not found; columns are {', '.join(map(str, frame.columns))}"
-            )
-        frame = frame[frame[column].astype(str) == str(value)]
-        if frame.empty:
-            raise DataError(f"where: no rows left after {column}={value}")
     key = law.strip().lower()
     cls = law_class(key)
     if (key in JOINT_LAWS) != (x is not None):
         need = "needs x= (the other factor's column)" if key in JOINT_LAWS else "depends on d only: drop x="
         raise FitError(f"law {key} {need}")
-    from ftscale.laws.io import validate_points
-
     sizes = [d] if x is None else [x, d]
-    zero_ok = [d] if cls.zero_d_ok else []
-    points = validate_points(frame, sizes=sizes, y=y, source="data", zero_ok=zero_ok)
+    pairs = list((where or {}).items())
+    zero_ok = [d] if zero_shot else []
+    if isinstance(data, pd.DataFrame):
+        frame = filter_rows(data, pairs, "data", option="where")
+        points = validate_points(frame, sizes=sizes, y=y, source="data", zero_ok=zero_ok)
+    else:
+        points = read_points(data, sizes=sizes, y=y, zero_ok=zero_ok, where=pairs)
     report = evaluate_fit(
         cls(residual=residual, **law_options),
         points,
@@ -193,11 +176,7 @@ def fit(
         seed=seed,
         level=level,
     )
-    from ftscale.laws.evaluation import aggregate_cells, split_points
-
-    cells = aggregate_cells(points, sizes, y)
-    _, held = split_points(cells, sizes, heldout)
-    return FittedLaw(report=report, points=cells.assign(_heldout=held), x=x, d=d, y=y)
+    return FittedLaw(report=report, points=report.cells, x=x, d=d, y=y)
 
 
 @dataclass
@@ -228,7 +207,7 @@ class Study:
 
     @property
     def findings(self) -> pd.DataFrame:
-        return pd.DataFrame([f.__dict__ for f in self.analysis.findings])
+        return pd.DataFrame([asdict(f) for f in self.analysis.findings])
 
     def _repr_html_(self) -> str:
         counts = self.results.groupby(["task", "method"]).size().rename("runs").to_frame()

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from ftscale.study.cache import user_cache
+
 CACHE_ENV = "FTSCALE_ANALYSIS_CACHE"
 
 #: Packages whose source decides an analysis's numbers: a change in any of them changes every key.
@@ -28,14 +30,7 @@ _CODE_PACKAGES = ("ftscale.analysis", "ftscale.laws")
 
 def cache_dir() -> Path | None:
     """Where analyses are kept; None when the cache is off."""
-    value = os.environ.get(CACHE_ENV)
-    if value is not None and value.strip().lower() in ("off", "0", "none", ""):
-        return None
-    if value:
-        return Path(value)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("ftscale")) / "analyses"
+    return user_cache(CACHE_ENV, "analyses")
 
 
 def _code_fingerprint() -> str:

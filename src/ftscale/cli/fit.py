@@ -231,27 +231,21 @@ def fit_command(
 
     from ftscale.errors import FitError
     from ftscale.laws.evaluation import evaluate_fit
-    from ftscale.laws.forms import JOINT_LAWS, LAW_FORMS, law_class
+    from ftscale.laws.forms import JOINT_LAWS, law_class, zero_shot_law
     from ftscale.laws.io import parse_heldout, parse_predict, parse_where, read_points
 
     law_key = law.strip().lower()
-    selecting = law_key in ("auto", "compare")
-    law_cls = law_class(
-        "multiplicative" if selecting and x is not None else "power" if selecting else law_key
-    )
-    if selecting:
-        pass
-    elif law_key in JOINT_LAWS and x is None:
-        raise FitError(f"law {law_key} is joint in (X, D_f): name the X column with --x (and D_f with --d)")
-    elif law_key not in JOINT_LAWS and x is not None:
-        raise FitError(
-            f"law {law_key} depends on D_f only: drop --x {x} (or fit one law per X with --group {x})"
-        )
-    if zero_shot and not selecting and not law_cls.zero_d_ok:
-        defined = ", ".join(name for name, cls in LAW_FORMS.items() if cls.zero_d_ok)
-        raise FitError(
-            f"--zero-shot: the {law_key} law is not defined at D_f = 0; use one that is ({defined})"
-        )
+    selecting = law_key in ("auto", "compare")  # the form is chosen after the data are read
+    if not selecting:
+        (zero_shot_law if zero_shot else law_class)(law_key)  # an unknown form is one line, before any work
+        if law_key in JOINT_LAWS and x is None:
+            raise FitError(
+                f"law {law_key} is joint in (X, D_f): name the X column with --x (and D_f with --d)"
+            )
+        if law_key not in JOINT_LAWS and x is not None:
+            raise FitError(
+                f"law {law_key} depends on D_f only: drop --x {x} (or fit one law per X with --group {x})"
+            )
     if bootstrap < 0:
         raise FitError(f"--bootstrap must be >= 0, got {bootstrap}")
     if not 0 < level < 1:
@@ -287,8 +281,7 @@ def fit_command(
             _report_comparison(comparison, csv=csv, json_output=json_output)
             return
         law_key = comparison.chosen
-        law_cls = law_class(law_key)
-    estimator = law_cls(**options)
+    estimator = law_class(law_key)(**options)
     reports = []
     for name, frame in groups:
         label = None if name is None else f"{group}={name}"

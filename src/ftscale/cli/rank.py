@@ -68,17 +68,13 @@ def rank_command(
     """
     import json
 
-    from ftscale.errors import FitError
-    from ftscale.laws.forms import law_class
+    from ftscale.laws.forms import zero_shot_law
     from ftscale.laws.io import parse_where, read_points
     from ftscale.laws.ranking import rank_candidates, ranking_to_dict
 
     law_key = law.strip().lower()
-    law_cls = law_class(law_key)
-    if zero_shot and not getattr(law_cls, "zero_d_ok", False):
-        raise FitError(
-            f"--zero-shot: the {law_key} law is undefined at D_f = 0; use --law rectified or drop --zero-shot"
-        )
+    if zero_shot:
+        zero_shot_law(law_key)
     filters = parse_where(where)
     extra = [candidate_col, *(col for col, _ in filters)]
     zero_ok = [d] if zero_shot else []

@@ -19,7 +19,7 @@ from ftscale.analysis import (
     MIN_TOKENS_PER_PARAM,
     Analysis,
 )
-from ftscale.laws.critical import predict_at, prob_better
+from ftscale.laws.critical import draw_predictions, predict_at
 
 
 def fmt_number(value: float, digits: int = 3) -> str:
@@ -106,7 +106,7 @@ def table_errors(analysis: Analysis, task: str) -> pd.DataFrame:
                 if math.isfinite(value):
                     values.append(value)
             row[f"{form[:4]}. avg"] = fmt_number(sum(values) / len(values), 2) if values else "–"
-        floors = _column(fits[fits["factor"] == factor], "delta_h_floor").dropna()
+        floors = fits.loc[fits["factor"] == factor, "delta_h_floor"].dropna()
         # the Δh of an exact law against these seed means (the same cells for every form)
         row["noise floor"] = fmt_number(float(floors.mean()), 2) if len(floors) else "–"
         rows.append(row)
@@ -169,8 +169,8 @@ def table_fit_quality(analysis: Analysis, task: str) -> pd.DataFrame:
             "form": fits["form"],
             "Δe": fits["delta_e"].map(lambda v: fmt_number(v, 2)),
             "Δh": fits["delta_h"].map(lambda v: fmt_number(v, 2)),
-            "Δh noise floor": _column(fits, "delta_h_floor").map(lambda v: fmt_number(v, 2)),
-            "lack-of-fit p": _column(fits, "lack_of_fit_p").map(lambda v: "–" if v != v else f"{v:.2g}"),
+            "Δh noise floor": fits["delta_h_floor"].map(lambda v: fmt_number(v, 2)),
+            "lack-of-fit p": fits["lack_of_fit_p"].map(lambda v: "–" if v != v else f"{v:.2g}"),
             "fit cells": fits["n_fit"],
             "held-out cells": fits["n_heldout"],
             "runs": fits["runs"],
@@ -178,11 +178,6 @@ def table_fit_quality(analysis: Analysis, task: str) -> pd.DataFrame:
         }
     )
     return out.reset_index(drop=True)
-
-
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A column, or NaNs where an analysis saved before it existed lacks it."""
-    return frame[name] if name in frame.columns else pd.Series(math.nan, index=frame.index)
 
 
 def table_decisions(analysis: Analysis, task: str) -> pd.DataFrame:
@@ -194,28 +189,31 @@ def table_decisions(analysis: Analysis, task: str) -> pd.DataFrame:
     ]
     if len(methods) < 2 or cells.empty:
         return pd.DataFrame()
+    d_values = np.array(sorted(cells["d"].unique()))
     rows = []
     for x in sorted(cells["x"].unique()):
-        for d in sorted(cells["d"].unique()):
-            preds = {
-                m: float(
-                    predict_at(analysis.laws[(task, m, "model_size", "multiplicative")], x, np.array([d]))[0]
-                )
-                for m in methods
-            }
-            best, runner = sorted(preds, key=preds.get)[:2]
-            p, n = prob_better(
-                analysis.bootstrap_laws.get((task, best, "model_size"), []),
-                analysis.bootstrap_laws.get((task, runner, "model_size"), []),
-                x, x, d,
-            )  # fmt: skip
+        # each method's law and bootstrap laws at every D_f of this X, computed once (not per cell)
+        point = {
+            m: predict_at(analysis.laws[(task, m, "model_size", "multiplicative")], x, d_values)
+            for m in methods
+        }
+        draws = {
+            m: draw_predictions(analysis.bootstrap_laws.get((task, m, "model_size"), []), x, d_values)
+            for m in methods
+        }
+        for k, d in enumerate(d_values):
+            best, runner = sorted(methods, key=lambda m: point[m][k])[:2]
+            n = min(
+                len(draws[best]), len(draws[runner])
+            )  # draw i of one method paired with draw i of the other
+            p = float(np.mean(draws[best][:n, k] < draws[runner][:n, k])) if n else math.nan
             rows.append(
                 {
                     "X": fmt_number(x),
                     "D_f": fmt_number(d),
                     "best": METHOD_LABELS.get(best, best),
                     "runner-up": METHOD_LABELS.get(runner, runner),
-                    "margin (nats)": fmt_number(preds[runner] - preds[best], 2),
+                    "margin (nats)": fmt_number(point[runner][k] - point[best][k], 2),
                     "P(best beats runner-up)": "–" if not n else f"{p:.2f}",
                 }
             )

@@ -38,9 +38,10 @@ ENTRY_FILE = "entry.json"
 LOCKS_DIR = ".locks"
 
 
-def cache_root(setting: str | None = None) -> Path | None:
-    """The family cache directory (None: caching is off). ``setting`` is the spec's ``execution.family_cache``."""
-    value = setting if setting is not None else os.environ.get(CACHE_ENV)
+def user_cache(env: str, subdir: str, setting: str | None = None) -> Path | None:
+    """A cache directory of ftscale: ``setting`` (or else ``$env``) names it or turns it off (``off``, ``none``,
+    ``false``, ``0``); by default ``subdir`` under the user's cache directory. None: caching is off."""
+    value = setting if setting is not None else os.environ.get(env)
     if value is not None and value.strip().lower() in OFF_VALUES:
         return None
     if value and value.strip():
@@ -48,7 +49,12 @@ def cache_root(setting: str | None = None) -> Path | None:
         return Path(value.strip()).expanduser().resolve()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("ftscale")) / "families"
+    return Path(platformdirs.user_cache_dir("ftscale")) / subdir
+
+
+def cache_root(setting: str | None = None) -> Path | None:
+    """The family cache directory (None: caching is off). ``setting`` is the spec's ``execution.family_cache``."""
+    return user_cache(CACHE_ENV, "families", setting)
 
 
 def lock_path(entry: Path) -> Path:

@@ -449,21 +449,12 @@ class _ProgressView:
     running now); otherwise (a log file, CI, ``nohup``, a Slurm log) plain lines, one per finished job and one per
     ``interval`` seconds while jobs run, each with done / total, failures, elapsed time and an ETA."""
 
-    def __init__(
-        self,
-        plan: StudyPlan,
-        enabled: bool,
-        plain: bool | None = None,
-        interval: float | None = None,
-        stream: Any = None,
-    ) -> None:
+    def __init__(self, plan: StudyPlan, enabled: bool) -> None:
         self.plan = plan
         self.enabled = enabled
-        self.stream = stream if stream is not None else sys.stdout
-        self.plain = (
-            (not (hasattr(self.stream, "isatty") and self.stream.isatty())) if plain is None else plain
-        )
-        self.interval = PLAIN_PROGRESS_INTERVAL if interval is None else interval
+        self.stream = sys.stdout
+        self.plain = not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self.interval = PLAIN_PROGRESS_INTERVAL
         self.progress: Any = None
         self.running: dict[str, str] = {}
         self.fractions: dict[str, float] = {}
