@@ -27,6 +27,7 @@ ALLOWED = {
         "data",
         "errors",
         "finetune",
+        "importers",
         "laws",
         "models",
         "paper",
@@ -35,6 +36,7 @@ ALLOWED = {
         "CURVE_RESIDUAL",
     },
     "api": {"analysis", "laws", "report", "errors", "CURVE_RESIDUAL"},
+    "importers": {"models", "finetune", "study", "errors"},
 }
 _IMPORT = re.compile(r"^\s*(?:from ftscale\.(\w+)|import ftscale\.(\w+)|from ftscale import (\w+))", re.M)
 

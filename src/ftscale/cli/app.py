@@ -15,6 +15,7 @@ from ftscale.cli._console import make_console
 from ftscale.cli.cache import cache_app
 from ftscale.cli.demo import demo_command
 from ftscale.cli.fit import fit_command
+from ftscale.cli.importer import import_command
 from ftscale.cli.rank import rank_command
 from ftscale.cli.report import advise as advise_command
 from ftscale.cli.report import report as report_command
@@ -35,6 +36,7 @@ app.command("report")(report_command)
 app.command("advise")(advise_command)
 app.command("fit")(fit_command)
 app.command("rank")(rank_command)
+app.command("import")(import_command)
 app.command("demo")(demo_command)
 app.command("reproduce")(reproduce_command)
 err_console = make_console(stderr=True)
