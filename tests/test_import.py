@@ -347,8 +347,10 @@ def test_a_run_that_saved_only_checkpoints_is_read_from_its_last_one(tmp_path: P
         folder.mkdir(parents=True)
         history = [{"eval_loss": 3.0, "step": 5}, {"eval_loss": loss, "step": step}]
         TrainerState(global_step=step, log_history=history).save_to_json(str(folder / "trainer_state.json"))
-    fields = [r"ft_examples=regex:n(\d+)", "model_params=const:1e6"]
-    (row,) = import_runs([str(tmp_path)], load_mapping(fields=fields)).to_dict("records")
+    import ftscale  # the notebook form: one path, fields as a dict
+
+    fields = {"ft_examples": r"regex:n(\d+)", "model_params": "const:1e6"}
+    (row,) = ftscale.import_runs(tmp_path, fields=fields).to_dict("records")
     assert (
         row["run_name"] == "run-n50"
         and row["loss"] == 1.5

@@ -1,7 +1,8 @@
 """ftscale: scaling studies of LLM finetuning (data, model and finetuning method).
 
 In a notebook: ``ftscale.fit(df, law="multiplicative", x="model_size", d="ft_examples")``, ``ftscale.load(dir)``,
-``ftscale.critical_data_size(law_a, law_b, x)``, ``ftscale.advise(study, examples)`` (``ftscale.api``). They are
+``ftscale.critical_data_size(law_a, law_b, x)``, ``ftscale.advise(study, examples)`` (``ftscale.api``), and
+``ftscale.import_runs(paths, fields=...)`` (runs of other tools as a results table, ``ftscale.importers``). They are
 imported on first use, so ``import ftscale`` and the command line stay light.
 """
 
@@ -25,8 +26,12 @@ def __getattr__(name: str) -> Any:
         from ftscale import api
 
         return getattr(api, name)
+    if name == "import_runs":
+        from ftscale.importers import import_runs
+
+        return import_runs
     raise AttributeError(f"module 'ftscale' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, "import_runs"])

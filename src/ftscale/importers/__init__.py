@@ -7,7 +7,8 @@ onto the columns of ``ftscale study export`` (:mod:`ftscale.importers.table`), s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -19,8 +20,22 @@ __all__ = ["SOURCES", "ImportMapping", "import_runs", "load_mapping"]
 
 
 def import_runs(
-    locations: Sequence[str], mapping: ImportMapping | None = None, source: str | None = None
+    locations: str | Sequence[str],
+    mapping: ImportMapping | str | Path | None = None,
+    source: str | None = None,
+    *,
+    fields: Mapping[str, str] | Sequence[str] | None = None,
+    loss: str | None = None,
+    pick: str | None = None,
+    task: str | None = None,
 ) -> pd.DataFrame:
-    """The results table of every run found at ``locations`` (paths, or MLflow tracking URIs)."""
+    r"""The results table of every run found at ``locations`` (paths, or MLflow tracking URIs).
+
+    ``mapping`` is an :class:`ImportMapping` or a YAML file; ``fields`` adds to it as on the command line, as a
+    dict (``{"ft_examples": r"regex:-n(\d+)"}``) or ``NAME=KIND:VALUE`` strings."""
+    if isinstance(locations, str | Path):
+        locations = [locations]
+    flags = [f"{k}={v}" for k, v in fields.items()] if isinstance(fields, Mapping) else list(fields or [])
+    mapping = load_mapping(mapping, fields=flags, loss=loss, pick=pick, task=task)
     runs = [run for location in locations for run in read_runs(str(location), source)]
-    return results_frame(runs, mapping or ImportMapping())
+    return results_frame(runs, mapping)

@@ -138,16 +138,18 @@ def _validated(model: type[BaseModel], payload: Any, where: str) -> Any:
 
 
 def load_mapping(
-    path: str | Path | None = None,
+    path: str | Path | ImportMapping | None = None,
     fields: list[str] | None = None,
     loss: str | None = None,
     pick: str | None = None,
     task: str | None = None,
 ) -> ImportMapping:
-    """The mapping of a YAML file (if given) with the command line's flags on top."""
+    """The mapping of a YAML file (or a copy of a mapping, if given) with the command line's flags on top."""
     payload: dict[str, Any] = {}
     where = "the import mapping"
-    if path is not None:
+    if isinstance(path, ImportMapping):
+        payload = path.model_dump(exclude_none=True)
+    elif path is not None:
         path = Path(path)
         where = str(path)
         if not path.is_file():
