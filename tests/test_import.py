@@ -202,7 +202,7 @@ def _write_tensorboard(root: Path) -> None:
             writer.add_scalar("eval/loss", value, step * 10)
             writer.add_scalar("train/loss", value + 1, step * 10)
         hparams = {"method": method, "params": params, "n_examples": n, "lora_r": rank or 0}
-        writer.add_hparams(hparams, {"hparam/best": loss}, run_name=".")
+        writer.add_hparams(hparams, {"hparam/best": loss})  # into a sub-directory of the run
         writer.close()
 
 

@@ -259,6 +259,9 @@ def model_config(path_or_id: str) -> tuple[dict[str, Any], int]:
 
 
 def read_tensorboard(location: str) -> Iterator[RawRun]:
+    """One run per directory of event files. ``SummaryWriter.add_hparams`` writes a run's hyper-parameters (and
+    their metrics) into a sub-directory of the run (named by a timestamp unless ``run_name`` is given): such a
+    sub-directory is part of its parent run, not a run of its own."""
     from tbparse import SummaryReader
 
     root = Path(location)
@@ -267,20 +270,32 @@ def read_tensorboard(location: str) -> Iterator[RawRun]:
         reader = SummaryReader(str(root), pivot=False, extra_columns={"dir_name"})
         scalars = reader.scalars
         hparams = reader.hparams
-    names = sorted(set(scalars["dir_name"]) if not scalars.empty else set())
-    for name in names:
-        run = RawRun(source="tensorboard", name=Path(name).name if name else root.resolve().name,
-                     path=str(root / name) if name else str(root))  # fmt: skip
-        rows = scalars[scalars["dir_name"] == name]
-        for tag, group in rows.groupby("tag", sort=True):
-            run.series[str(tag)] = [
-                (float(s), float(v)) for s, v in zip(group["step"], group["value"], strict=True)
-            ]
-        if not hparams.empty:
-            # add_hparams writes into a sub-directory of the run (or the run's own, with run_name=".")
-            mine = hparams[hparams["dir_name"].map(lambda d, n=name: d == n or str(d).startswith(f"{n}/"))]
+    scalar_dirs = set(scalars["dir_name"]) if not scalars.empty else set()
+    hparam_dirs = set(hparams["dir_name"]) if not hparams.empty else set()
+
+    def owner(name: str) -> str:
+        parent = str(Path(name).parent) if "/" in name else ""
+        return parent if name in hparam_dirs and name != parent and parent in scalar_dirs else name
+
+    runs: dict[str, RawRun] = {}
+    for name in sorted(scalar_dirs | hparam_dirs):
+        key = owner(name)
+        run = runs.get(key)
+        if run is None:
+            run = runs[key] = RawRun(
+                source="tensorboard",
+                name=Path(key).name if key else root.resolve().name,
+                path=str(root / key),
+            )
+        if name in scalar_dirs:
+            rows = scalars[scalars["dir_name"] == name]
+            for tag, group in rows.groupby("tag", sort=True):
+                points = zip(group["step"], group["value"], strict=True)
+                run.series.setdefault(str(tag), []).extend((float(s), float(v)) for s, v in points)
+        if name in hparam_dirs:
+            mine = hparams[hparams["dir_name"] == name]
             run.config.update({str(t): v for t, v in zip(mine["tag"], mine["value"], strict=True)})
-        yield run
+    yield from runs.values()
 
 
 # --- MLflow ----------------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def _at_step(series: list[tuple[float, float]], step: float | None) -> float:
         for s, value in series:
             if s == step:
                 return value
-    return max(series)[1] if step is None else series[-1][1]
+    return max(series, key=lambda item: item[0])[1]
 
 
 def _resolve(run: RawRun, name: str, source: FieldSource, loss_step: float | None) -> Any:
