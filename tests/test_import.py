@@ -331,6 +331,9 @@ def test_cli_writes_the_table_fit_reads_and_fails_in_one_line(tmp_path: Path) ->
     fitted = run_cli("fit", str(out), "--x", "model_params", "--d", "ft_examples", "--where", "method=fmt",
                      "--heldout", "none")  # fmt: skip
     assert fitted.returncode == 0, fitted.stderr
+    # a study's laws take the study's held-out rules, not a CSV's axis=value pairs (once silently ignored)
+    split = run_cli("fit", str(out), "--law", "study", "--heldout", "x=5", "--bootstrap", "0")
+    assert split.returncode == 2 and "--heldout 'x=5'" in split.stderr, split.stderr
     bad = run_cli("import", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.csv"))
     assert bad.returncode == 2 and "not found" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 

@@ -172,10 +172,11 @@ def fit_command(
     ),
     d: str = typer.Option("d", "--d", help="Column of the finetuning data size D_f."),
     y: str = typer.Option("loss", "--y", help="Column of the loss (mean target-token NLL, nats)."),
-    heldout: str = typer.Option(
-        "largest",
-        help="'largest' (every point on the largest value of any axis), 'none', or axis=value "
-        "pairs such as x=16e9,d=100000 (several values of one axis: d=9e5;1e6).",
+    heldout: str | None = typer.Option(
+        None,
+        help="'largest' (every point on the largest value of any axis; the default for a CSV), 'none', or "
+        "axis=value pairs such as x=16e9,d=100000 (several values of one axis: d=9e5;1e6). A study's laws: "
+        "'study' (its plan's held-out runs, the default), 'largest' or 'none'.",
     ),
     bootstrap: int | None = typer.Option(
         None, help="Bootstrap resamples for parameter CIs (default: 0 for a CSV, 200 for a study directory)."
@@ -225,8 +226,11 @@ def fit_command(
     if Path(csv).is_dir() or law.strip().lower() == "study":
         from ftscale.cli.report import fit_study
 
-        fit_study(Path(csv), bootstrap=200 if bootstrap is None else bootstrap, seed=seed)
+        fit_study(
+            Path(csv), bootstrap=200 if bootstrap is None else bootstrap, seed=seed, heldout=heldout or "study"
+        )
         return
+    heldout = heldout or "largest"
     bootstrap = (200 if predict else 0) if bootstrap is None else bootstrap
 
     from ftscale.errors import FitError

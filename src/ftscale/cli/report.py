@@ -126,16 +126,22 @@ def advise(
     )
 
 
-def fit_study(
-    study: Path = typer.Argument(..., help="Study directory or results file"),
-    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for CIs (0: none)"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
+STUDY_HELDOUT = ("study", "largest", "none")  # held-out rules of a study's analysis (its plan's own, or a split)
+
+
+def fit_study(study: Path, bootstrap: int = 200, seed: int = 0, heldout: str = "study") -> None:
     """Fit the joint laws of a study and print Table 4, held-out errors, critical sizes and findings."""
     from ftscale.analysis import cached_analyse, load_results
+    from ftscale.errors import UserError
     from ftscale.report import tables
 
-    analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed)
+    if heldout not in STUDY_HELDOUT:
+        raise UserError(
+            f"--heldout {heldout!r}: a study's joint laws hold out by the study's plan ('study', its default), "
+            "'largest' or 'none'; axis=value pairs are for one law on a CSV (--x/--d)"
+        )
+    split = {} if heldout == "study" else {"heldout": heldout}  # the default shares the report's cached analysis
+    analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed, **split)
     for task in analysis.tasks:
         console.print(f"\n[bold]Task {task}[/] — Table 4 (bootstrap CIs)")
         console.print(tables.to_markdown(tables.table4(analysis, task)), markup=False)
