@@ -227,7 +227,10 @@ def fit_command(
         from ftscale.cli.report import fit_study
 
         fit_study(
-            Path(csv), bootstrap=200 if bootstrap is None else bootstrap, seed=seed, heldout=heldout or "study"
+            Path(csv),
+            bootstrap=200 if bootstrap is None else bootstrap,
+            seed=seed,
+            heldout=heldout or "study",
         )
         return
     heldout = heldout or "largest"

@@ -126,7 +126,11 @@ def advise(
     )
 
 
-STUDY_HELDOUT = ("study", "largest", "none")  # held-out rules of a study's analysis (its plan's own, or a split)
+STUDY_HELDOUT = (
+    "study",
+    "largest",
+    "none",
+)  # held-out rules of a study's analysis (its plan's own, or a split)
 
 
 def fit_study(study: Path, bootstrap: int = 200, seed: int = 0, heldout: str = "study") -> None:
@@ -140,7 +144,9 @@ def fit_study(study: Path, bootstrap: int = 200, seed: int = 0, heldout: str = "
             f"--heldout {heldout!r}: a study's joint laws hold out by the study's plan ('study', its default), "
             "'largest' or 'none'; axis=value pairs are for one law on a CSV (--x/--d)"
         )
-    split = {} if heldout == "study" else {"heldout": heldout}  # the default shares the report's cached analysis
+    split = (
+        {} if heldout == "study" else {"heldout": heldout}
+    )  # the default shares the report's cached analysis
     analysis = cached_analyse(load_results(study), n_bootstrap=bootstrap, seed=seed, **split)
     for task in analysis.tasks:
         console.print(f"\n[bold]Task {task}[/] — Table 4 (bootstrap CIs)")

@@ -29,11 +29,19 @@ def run_command(
         ..., "--dir", help="Study directory (created; rerun the same command to resume)."
     ),
     workers: int = typer.Option(
-        1, "--workers", help="Jobs run at once (local: a process pool splitting cores)."
+        1,
+        "--workers",
+        help="Jobs run at once (local: a process pool splitting cores; slurm: jobs queued or running at once, "
+        "default every job that is ready).",
     ),
-    backend: str = typer.Option("local", "--backend", help="local | ray"),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="Where jobs run: local (this machine), ray (a Ray cluster) or slurm (Slurm job arrays through "
+        "submitit, with the resources of execution.slurm in STUDY.yaml).",
+    ),
     address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: start one locally)."
+        None, "--address", help="Ray cluster address (default: start one locally); only with --backend ray."
     ),
     max_retries: int = typer.Option(2, "--max-retries", help="Retries of a failed job within this run."),
     retry_failed: bool = typer.Option(
@@ -52,6 +60,7 @@ def run_command(
 ) -> None:
     """Run every job of STUDY.yaml that is not done yet in DIR (resumes after a crash)."""
     from ftscale.study.driver import resolve_job_function, run_study
+    from ftscale.study.executors import check_backend
     from ftscale.study.spec import load_spec, resolve_spec_path
 
     spec = load_spec(spec_path)
@@ -59,10 +68,7 @@ def run_command(
         raise UserError(f"--workers {workers}: must be >= 1")
     if max_retries < 0:
         raise UserError(f"--max-retries {max_retries}: must be >= 0")
-    if backend not in ("local", "ray"):
-        raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
-    if address and backend != "ray":
-        raise UserError("--address is only used with --backend ray")
+    check_backend(backend, address)
     job_fn = resolve_job_function()
     summary = run_study(
         spec,
@@ -226,6 +232,7 @@ def status_command(
     line per problem."""
     from ftscale.study.regime import results_regime
     from ftscale.study.results import results_table
+    from ftscale.study.slurm import submitted_slurm_jobs
     from ftscale.study.store import Store
 
     with Store.open(study_dir) as store:
@@ -271,9 +278,15 @@ def status_command(
             f"{len(older)} job(s) of an older plan are kept but not run ({done} done); not counted above"
         )
     stale = [row for row in rows if row["status"] == "running"]
+    submitted = submitted_slurm_jobs(study_dir)
     if stale and not active:
         console.print(
             f"[yellow]{len(stale)} job(s) marked running belong to a stopped run; rerun to resume[/]"
+        )
+    if submitted and not active:
+        console.print(
+            f"[yellow]{len(submitted)} Slurm job(s) submitted by a stopped run may still be queued or running; "
+            "'study run --backend slurm' follows them to their end[/]"
         )
     failed = [row for row in rows if row["status"] == "failed"]
     for row in failed[:20]:

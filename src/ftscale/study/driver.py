@@ -21,20 +21,26 @@ from typing import Any
 from ftscale.errors import UserError
 from ftscale.study.cache import CACHE_ENV, FAMILY_KINDS, cache_root, link_job_dir, read_entry
 from ftscale.study.executors import (
+    Executor,
     JobContext,
     JobFunction,
     Outcome,
+    check_backend,
     make_executor,
     set_progress_hook,
     wait_for_workers,
 )
 from ftscale.study.jobs import preflight, run_job
 from ftscale.study.plan import KINDS, StudyPlan, build_plan, job_dir_for, job_dir_name
+from ftscale.study.slurm import check_no_slurm_jobs
 from ftscale.study.spec import StudySpec
 from ftscale.study.store import DB_NAME, Store
 
 JOB_FN_ENV = "FTSCALE_JOB_FN"
 HEARTBEAT_SECONDS = 10.0
+# A job whose attempts are lost to the cluster (preempted, a node failed) runs again without counting a failure,
+# up to this many times in one run; after that a lost attempt counts like a crash.
+MAX_LOST_ATTEMPTS = 10
 
 
 # Named job functions; the real pretrain/finetune/evaluate runner is registered as "default".
@@ -158,19 +164,34 @@ def run_study(
         raise UserError(f"--max-retries {max_retries}: must be >= 0")
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
-    if backend not in ("local", "ray"):
-        raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
+    check_backend(backend, address)
     if until is not None and until not in KINDS:
         raise UserError(f"--until {until!r}: choose one of {', '.join(KINDS)}")
     plan = build_plan(spec)
     if job_fn is run_job:
         preflight(spec)
     store = Store.prepare(study_dir, spec, spec_text=spec_text, force=force)  # holds the run lock
+    executor: Executor | None = None
     try:
         # workers of a killed driver die with it; make sure none still holds a job before any is reset
         wait_for_workers(store.study_dir, notify=notify)
+        if backend != "slurm":  # Slurm jobs outlive their driver: only that backend can adopt them
+            check_no_slurm_jobs(store.study_dir)
         store.sync_plan(plan)
-        store.reset_interrupted()
+        executor = make_executor(
+            backend,
+            workers,
+            spec.execution.threads or os.cpu_count() or 1,
+            address,
+            plan.jobs[0].resources if plan.jobs else {},
+            study_dir=store.study_dir,
+            execution=spec.execution,
+        )
+        # attempts of the stopped run that the backend still runs (Slurm) stay running; the rest are reset
+        rows = store.rows([job.id for job in plan.jobs])
+        running = {row["id"]: row["attempts"] for row in rows if row["status"] == "running"}
+        adopted = executor.adopt(running, notify)
+        store.reset_interrupted(keep=adopted)
         store.reset_failed([job.id for job in plan.jobs], include_final=retry_failed)
         _rerun_jobs_with_missing_outputs(plan, store, notify)
         kinds = KINDS[: KINDS.index(until) + 1] if until is not None else KINDS  # type: ignore[arg-type]
@@ -178,9 +199,11 @@ def run_study(
         # entries that a real study would take for trained models.
         cache = cache_root(spec.execution.family_cache) if job_fn is run_job else None
         return _Driver(
-            plan, store, job_fn, backend, workers, address, max_retries, progress, kinds, cache=cache
+            plan, store, job_fn, executor, max_retries, progress, kinds, cache=cache, adopted=adopted
         ).run()
     finally:
+        if executor is not None:
+            executor.shutdown()
         store.close()
 
 
@@ -257,27 +280,25 @@ class _Driver:
         plan: StudyPlan,
         store: Store,
         job_fn: JobFunction,
-        backend: str,
-        workers: int,
-        address: str | None,
+        executor: Executor,
         max_retries: int,
         progress: bool,
         kinds: tuple[str, ...] = KINDS,
         cache: Path | None = None,
+        adopted: list[str] | None = None,
     ) -> None:
         self.plan = plan
         self.kinds = kinds
         self.store = store
         self.job_fn = job_fn
-        self.backend = backend
-        self.workers = workers
-        self.address = address
+        self.executor = executor
         self.max_retries = max_retries
         self.show_progress = progress
-        execution = plan.spec.execution
-        self.threads_total = execution.threads or os.cpu_count() or 1
-        self.device = execution.device
-        self.attempts_this_run: dict[str, int] = {}
+        self.device = plan.spec.execution.device
+        # jobs of a stopped run that the backend still runs: in flight from the start, on their first attempt here
+        self.adopted = list(adopted or [])
+        self.attempts_this_run: dict[str, int] = dict.fromkeys(self.adopted, 1)
+        self.lost_attempts: dict[str, int] = {}
         self.executed = 0
         self.reused: list[str] = []  # family jobs found finished in the family cache
         self.cache = cache
@@ -339,15 +360,10 @@ class _Driver:
                 self._block_dependents(job.id, status)
 
     def run(self) -> RunSummary:
-        executor = make_executor(
-            self.backend,
-            self.workers,
-            self.threads_total,
-            self.address,
-            self.plan.jobs[0].resources if self.plan.jobs else {},
-            study_dir=self.store.study_dir,
-        )
-        # threads per job: the local backends split cores; on Ray a job gets the CPUs it asked for
+        """Run the jobs; the caller stops the executor afterwards."""
+        executor = self.executor
+        # threads per job: the local backends split cores; on Ray a job gets the CPUs it asked for, on Slurm its
+        # task's CPUs
         threads = getattr(executor, "threads", None) or int(self.plan.spec.execution.cpus_per_job)
         heartbeat = _Heartbeat(self.store.study_dir / DB_NAME)
         heartbeat.start()
@@ -360,6 +376,8 @@ class _Driver:
                 for job_id in [job_id for job_id, state in status.items() if state == "failed"]:
                     self._block_dependents(job_id, status)  # e.g. a diverged job kept failed
                 view.start(sum(1 for s in status.values() if s == "done"))
+                for job_id in self.adopted:
+                    view.job_started(self.plan.by_id[job_id])
                 while True:
                     in_flight = set(executor.in_flight())
                     if user_error is None:
@@ -387,6 +405,7 @@ class _Driver:
                     for job_id, outcome in executor.wait(timeout=1.0):
                         self.executed += 1
                         error = self._record(job_id, outcome, status)
+                        executor.recorded(job_id)
                         view.job_ended(self.plan.by_id[job_id], status[job_id])
                         if error is not None and user_error is None:
                             user_error = error
@@ -395,7 +414,6 @@ class _Driver:
                 self.store.mark_interrupted(job_id)  # not a failure: a rerun resumes it
             raise
         finally:
-            executor.shutdown()
             heartbeat.stop_event.set()
         if user_error is not None:
             raise user_error
@@ -419,6 +437,13 @@ class _Driver:
             work_dir = self.store.study_dir / "jobs" / job_dir_name(self.plan.by_id[job_id])
             self.store.mark_done(job_id, outcome.metrics, outcome.environment, outputs_manifest(work_dir))
             status[job_id] = "done"
+            return None
+        if outcome.lost and self.lost_attempts.get(job_id, 0) < MAX_LOST_ATTEMPTS:
+            # preempted or its node failed: not the job's failure, so it runs again without counting one
+            self.lost_attempts[job_id] = self.lost_attempts.get(job_id, 0) + 1
+            self.attempts_this_run[job_id] -= 1
+            self.store.mark_interrupted(job_id, reason=outcome.reason)
+            status[job_id] = "pending"
             return None
         final = (
             outcome.user_error or outcome.final or self.attempts_this_run.get(job_id, 0) > self.max_retries

@@ -1,4 +1,4 @@
-"""Where jobs run: in-process (sequential), a local process pool, or Ray tasks on a cluster.
+"""Where jobs run: in-process (sequential), a local process pool, Ray tasks, or Slurm job arrays (submitit).
 
 Every backend runs :func:`execute_job` (the job function wrapped so that its errors come back as an
 :class:`Outcome`) and reports outcomes to the driver, which alone writes the store. A worker that dies mid-job
@@ -8,6 +8,8 @@ Local pool workers never outlive their driver: each asks the kernel to kill it w
 watches its parent besides (every platform). Each also holds a lock file ``DIR/.workers/<pid>.lock`` while it
 lives, so a new driver can tell whether workers of an earlier run still hold jobs (:func:`wait_for_workers`)
 before it runs any, and the pool's processes are killed when the driver stops the backend.
+
+Slurm jobs outlive their driver: that backend (``study/slurm.py``) records and adopts them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from ftscale.errors import UserError
 
+BACKENDS = ("local", "ray", "slurm")  # --backend of 'study run'
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 WORKERS_DIR = ".workers"  # DIR/.workers/<pid>.lock: held by each live pool worker of the study
 WORKER_WAIT_SECONDS = 30.0  # how long a new driver waits for workers of a stopped run to exit
@@ -86,6 +89,9 @@ class Outcome:
     user_error: bool = False
     crashed: bool = False
     final: bool = False
+    # the attempt was lost to the cluster (preempted, a node failed, the scheduler forgot it), not failed: it
+    # runs again without counting against --max-retries (a driver that ignores this retries it as a crash)
+    lost: bool = False
 
 
 def execute_job(job_fn: JobFunction, ctx: JobContext) -> Outcome:
@@ -125,6 +131,24 @@ class Executor:
 
     def shutdown(self) -> None:
         """Stop the backend; jobs still running are abandoned (the driver resets them)."""
+
+    def adopt(self, running: Mapping[str, int], notify: Callable[[str], None] | None = None) -> list[str]:
+        """Called once before the driver resets the rows a stopped run left 'running' (``running``: job id ->
+        attempt): take over those attempts that this backend still holds and return their ids; they are in
+        flight from now on and :meth:`wait` reports their ends. Jobs of the local backends die with their
+        driver, so there is nothing to adopt."""
+        return []
+
+    def recorded(self, job_id: str) -> None:
+        """The driver has written the outcome of ``job_id`` (returned by :meth:`wait`) to the store."""
+
+
+def check_backend(backend: str, address: str | None = None) -> None:
+    """``--backend`` names a backend, and ``--address`` is given only with Ray."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if address and backend != "ray":
+        raise UserError("--address is only used with --backend ray")
 
 
 class SequentialExecutor(Executor):
@@ -382,13 +406,20 @@ def make_executor(
     address: str | None,
     resources: Mapping[str, float],
     study_dir: Path | None = None,
+    execution: Any = None,
 ) -> Executor:
+    """The backend of ``study run``; ``execution`` (the spec's ExecutionSpec) sets a Slurm task's resources."""
     if workers < 1:
         raise UserError(f"--workers {workers}: must be >= 1")
+    check_backend(backend, address)
     if backend == "local":
         if workers == 1:
             return SequentialExecutor(threads_total)
         return ProcessPoolExecutor(workers, max(1, threads_total // workers), study_dir)
     if backend == "ray":
         return RayExecutor(address, workers, resources)
-    raise UserError(f"--backend {backend!r}: choose 'local' or 'ray'")
+    if study_dir is None or execution is None:
+        raise ValueError("the slurm backend needs the study directory and the spec's execution section")
+    from ftscale.study.slurm import SlurmExecutor
+
+    return SlurmExecutor(study_dir, workers, execution)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -153,6 +155,48 @@ class EvaluationSpec(_Strict):
         return settings
 
 
+# sbatch options that execution.slurm sets through its own fields, or that ftscale itself sets (logs, arrays)
+SLURM_RESERVED_OPTIONS = {
+    "partition": "partition",
+    "time": "time_min",
+    "mem": "mem_gb",
+    "cpus-per-task": "cpus_per_task",
+    "gpus-per-node": "gpus_per_node",
+    "account": "account",
+    "qos": "qos",
+    "constraint": "constraint",
+    "array": "array_parallelism",
+    "nodes": None,  # one task on one node per job: more would run the job more than once
+    "ntasks": None,
+    "ntasks-per-node": None,
+    "job-name": None,
+    "output": None,
+    "error": None,
+    "open-mode": None,
+    "signal": None,
+}
+SLURM_OPTION_PATTERN = r"^[a-z][a-z0-9_\-]*$"
+SlurmText = Annotated[str, Field(min_length=1)]
+
+
+class SlurmSpec(_Strict):
+    """Resources of one job's Slurm task for ``study run --backend slurm`` (each ftscale job is one task of a job
+    array). Unset fields take the cluster's defaults, except ``time_min`` and the two that default to the execution
+    section's ``cpus_per_job`` and ``gpus_per_job``."""
+
+    partition: SlurmText | None = None
+    time_min: PositiveInt = 60  # wall-time limit of one job in minutes; a job that runs longer is retried
+    mem_gb: PositiveFloat | None = None
+    cpus_per_task: PositiveInt | None = None  # default: execution.cpus_per_job (also the job's thread count)
+    gpus_per_node: Annotated[int, Field(ge=0)] | None = None  # default: execution.gpus_per_job, rounded up
+    account: SlurmText | None = None
+    qos: SlurmText | None = None
+    constraint: SlurmText | None = None
+    array_parallelism: PositiveInt | None = None  # at most this many tasks of one array run at once
+    # any other sbatch option, e.g. {mail-type: END, exclude: "node[1-2]"}: passed to sbatch as --key=value
+    additional_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExecutionSpec(_Strict):
     """How to run, not what: excluded from job ids and from the study's identity."""
 
@@ -163,6 +207,20 @@ class ExecutionSpec(_Strict):
     # Where pretrained families are kept and shared between studies (ftscale.study.cache): a directory, or
     # "off" to keep every job in the study directory; unset: $FTSCALE_FAMILY_CACHE, else the user's cache dir.
     family_cache: str | None = None
+    # Resources of each job's Slurm task (``study run --backend slurm``); unset: the defaults of SlurmSpec.
+    slurm: SlurmSpec | None = None
+
+    def slurm_resources(self) -> SlurmSpec:
+        """The Slurm block with its defaults filled in from ``cpus_per_job`` and ``gpus_per_job``."""
+        block = self.slurm or SlurmSpec()
+        return block.model_copy(
+            update={
+                "cpus_per_task": block.cpus_per_task or self.cpus_per_job,
+                "gpus_per_node": block.gpus_per_node
+                if block.gpus_per_node is not None
+                else math.ceil(self.gpus_per_job),
+            }
+        )
 
 
 class StudySpec(_Strict):
@@ -346,6 +404,30 @@ def _semantic_problems(spec: StudySpec) -> list[tuple[str, str]]:
     problems += _heldout_coverage_problems(spec, grids)
     if spec.execution.device == "cpu" and spec.execution.gpus_per_job > 0:
         problems.append(("execution.gpus_per_job", "must be 0 when execution.device is 'cpu'"))
+    problems += _slurm_problems(spec)
+    return problems
+
+
+def _slurm_problems(spec: StudySpec) -> list[tuple[str, str]]:
+    """GPUs asked of Slurm for a CPU study, and sbatch options given twice or that ftscale sets itself."""
+    block = spec.execution.slurm
+    if block is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    if spec.execution.device == "cpu" and block.gpus_per_node:
+        problems.append(("execution.slurm.gpus_per_node", "must be 0 when execution.device is 'cpu'"))
+    for key in block.additional_parameters:
+        path = f"execution.slurm.additional_parameters.{key}"
+        option = key.replace("_", "-")
+        value = block.additional_parameters[key]
+        if not re.match(SLURM_OPTION_PATTERN, key):
+            problems.append((path, "not an sbatch option name; give it without dashes, e.g. 'mail-type'"))
+        elif option in SLURM_RESERVED_OPTIONS:
+            field = SLURM_RESERVED_OPTIONS[option]
+            fix = f"set execution.slurm.{field} instead" if field else "ftscale sets it itself; remove it"
+            problems.append((path, f"--{option} cannot be given here: {fix}"))
+        elif not isinstance(value, str | int | float) or value is False:
+            problems.append((path, f"give a text, a number or true (got {value!r})"))
     return problems
 
 

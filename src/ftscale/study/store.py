@@ -17,7 +17,7 @@ import os
 import platform
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
@@ -422,12 +422,22 @@ class Store:
                     ),
                 )
 
-    def reset_interrupted(self) -> int:
-        """After taking the run lock: rows still 'running' belong to a dead run; make them pending again."""
+    def reset_interrupted(self, keep: Collection[str] = ()) -> int:
+        """After taking the run lock: rows still 'running' belong to a dead run; make them pending again, except
+        those in ``keep`` (attempts that the backend still runs, adopted by this run: they stay running, now owned
+        by this process)."""
+        keep = list(keep)
+        marks = ",".join("?" * len(keep))
         with self._transaction() as conn:
+            if keep:
+                conn.execute(
+                    f"UPDATE jobs SET owner_pid = ?, heartbeat = ? WHERE status = 'running' AND id IN ({marks})",
+                    (os.getpid(), time.time(), *keep),
+                )
             cursor = conn.execute(
                 "UPDATE jobs SET status = 'pending', reason = 'interrupted (previous run stopped)', owner_pid = NULL "
-                "WHERE status = 'running'"
+                "WHERE status = 'running'" + (f" AND id NOT IN ({marks})" if keep else ""),
+                tuple(keep),
             )
             return cursor.rowcount
 
