@@ -3,7 +3,10 @@
 Parse them, rewrite their contents (text outside the blocks is never touched), and check them against freshly
 generated contents: numbers are compared with a relative tolerance (``REL_TOL``) or one unit of their last printed
 digit, whichever is larger, and the text between numbers exactly (whitespace aside), so last-digit differences of
-fits across machines (BLAS, libm) do not count as drift while any changed result, verdict or row does.
+fits across machines (BLAS, libm) do not count as drift while any changed result, verdict or row does. The two ends
+of an interval ``[low, high]`` (a bootstrap percentile interval) may also move by ``INTERVAL_TOL`` of its width: a
+percentile of a few hundred resamples moves that much across machines when one or two resamples reach another
+optimum, while every point estimate, verdict and row stays as it was.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from ftscale.errors import DataError
 
 # --check: numbers agree when within 2 % (relative) or one unit of their last printed digit.
 REL_TOL = 0.02
+# --check: the ends of an interval [low, high] also agree when within this share of the interval's width.
+INTERVAL_TOL = 0.1
 
 _BEGIN = re.compile(r"^<!-- BEGIN generated:([A-Za-z0-9_.-]+) -->\s*$")
 _END = re.compile(r"^<!-- END generated:([A-Za-z0-9_.-]+) -->\s*$")
 _NUMBER = re.compile(r"[-−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INTERVAL = re.compile(rf"\[\s*({_NUMBER.pattern})\s*,\s*({_NUMBER.pattern})\s*\]")
 
 
 def parse_blocks(text: str, source: str = "<doc>") -> dict[str, str]:
@@ -80,6 +86,22 @@ def _ulp(token: str) -> float:
     return 10.0 ** (int(exponent or 0) - decimals)
 
 
+def _number(token: str) -> float:
+    return float(token.replace("−", "-"))
+
+
+def _interval_widths(text: str) -> dict[int, float]:
+    """Index (among the text's numbers) of each end of an interval ``[low, high]`` -> the interval's width."""
+    starts = {match.start(): i for i, match in enumerate(_NUMBER.finditer(text))}
+    widths = {}
+    for match in _INTERVAL.finditer(text):
+        width = abs(_number(match.group(2)) - _number(match.group(1)))
+        for group in (1, 2):
+            if match.start(group) in starts:
+                widths[starts[match.start(group)]] = width
+    return widths
+
+
 def compare_text(old: str, new: str, rel_tol: float = REL_TOL) -> str | None:
     """None when two block texts agree (numbers within tolerance, other text equal); else the first difference."""
     old_text, new_text = _NUMBER.split(old), _NUMBER.split(new)
@@ -89,9 +111,11 @@ def compare_text(old: str, new: str, rel_tol: float = REL_TOL) -> str | None:
             return f"text {' '.join(a.split())[:60]!r} became {' '.join(b.split())[:60]!r}"
     if len(old_text) != len(new_text):
         return f"{len(old_nums)} numbers before, {len(new_nums)} now (rows or columns changed)"
-    for a, b in zip(old_nums, new_nums, strict=True):
-        x, y = float(a.replace("−", "-")), float(b.replace("−", "-"))
-        tolerance = max(rel_tol * max(abs(x), abs(y)), _ulp(a), _ulp(b))
+    old_widths, new_widths = _interval_widths(old), _interval_widths(new)
+    for i, (a, b) in enumerate(zip(old_nums, new_nums, strict=True)):
+        x, y = _number(a), _number(b)
+        width = max(old_widths.get(i, 0.0), new_widths.get(i, 0.0))
+        tolerance = max(rel_tol * max(abs(x), abs(y)), _ulp(a), _ulp(b), INTERVAL_TOL * width)
         if abs(x - y) > tolerance * (1 + 1e-9):
             return f"{a} became {b} (tolerance {tolerance:.3g})"
     return None
