@@ -360,3 +360,26 @@ def test_a_run_that_saved_only_checkpoints_is_read_from_its_last_one(tmp_path: P
         and row["best_step"] == 20
         and row["method"] == "fmt"
     )
+
+
+def test_models_known_only_by_name_still_separate_the_pretraining_factor() -> None:
+    """Without parameter counts, a model's name tells its checkpoints from another model's; without either, two
+    models' runs at one checkpoint collide and the error asks for what tells them apart."""
+    grid = [("m1", 100, 3.0), ("m1", 200, 2.8), ("m2", 200, 2.5)]
+    runs = [
+        RawRun(
+            source="mlflow",
+            name=f"{model}-tok{tokens}-n{n}",
+            path=f"u#{model}{tokens}{n}",
+            series={"eval_loss": [(1.0, loss + n / 1000)]},
+        )
+        for model, tokens, loss in grid
+        for n in (10, 20)
+    ]
+    fields = [r"pretrain_tokens=regex:tok(\d+)", r"ft_examples=regex:-n(\d+)", "method=const:fmt"]
+    table = results_frame(runs, load_mapping(fields=[*fields, r"model_size=regex:^(m\d)"]))
+    members = table.set_index("run_name")["in_pretrain_tokens"]
+    assert members.to_dict() == {name: not name.startswith("m2") for name in members.index}
+    assert set(table.loc[table["model_size"] == "m1", "checkpoint_kind"]) == {"final", "intermediate"}
+    with pytest.raises(DataError, match=r"map what tells them apart .*model_size"):
+        results_frame(runs, load_mapping(fields=fields))

@@ -233,7 +233,12 @@ def _factor_members(frame: pd.DataFrame, runs: list[RawRun]) -> pd.DataFrame:
             frame.at[index, f"in_{n}"] = True
     auto = frame[~explicit]
     for (_task, method), group in auto.groupby(["task", "method"], sort=False):
-        base = list(zip(group["model_params"].fillna(-1), group["pretrain_tokens"].fillna(-1), strict=True))
+        # a model: its parameter count, or its name where only the name is given
+        model = (
+            group["model_params"].map(lambda v: f"{v:.12g}", na_action="ignore").fillna(group["model_size"])
+        )
+        model = model.fillna("")
+        base = list(zip(model, group["pretrain_tokens"].fillna(-1), strict=True))
         group = group.assign(_base=base)
         anchor = None
         if method != "fmt":
@@ -246,10 +251,10 @@ def _factor_members(frame: pd.DataFrame, runs: list[RawRun]) -> pd.DataFrame:
                     "with as many base checkpoints); give each run its factor (--field factor=...)"
                 )
         at_anchor = group["pet_size"].eq(anchor) if anchor is not None else pd.Series(True, index=group.index)
-        last = group.groupby(group["model_params"].fillna(-1))["pretrain_tokens"].transform("max")
+        last = group.groupby(model)["pretrain_tokens"].transform("max")
         final = group["pretrain_tokens"].isna() | group["pretrain_tokens"].eq(last)
         frame.loc[group.index, "in_model_size"] = group["model_params"].notna() & final & at_anchor
-        checkpoints = group.groupby(group["model_params"].fillna(-1))["pretrain_tokens"].transform("nunique")
+        checkpoints = group.groupby(model)["pretrain_tokens"].transform("nunique")
         frame.loc[group.index, "in_pretrain_tokens"] = (
             group["pretrain_tokens"].notna() & (checkpoints > 1) & at_anchor
         )
@@ -265,6 +270,10 @@ def _factor_members(frame: pd.DataFrame, runs: list[RawRun]) -> pd.DataFrame:
     return frame
 
 
+def _show(value: object) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 _AXIS = {"model_size": "model_params", "pretrain_tokens": "pretrain_tokens", "pet_size": "pet_size"}
 
 
@@ -272,7 +281,7 @@ def _check_cells(frame: pd.DataFrame, runs: list[RawRun]) -> None:
     """Within a factor, the runs of one (task, method, X, D_f) cell may differ only in their seed."""
     for name, x_column in _AXIS.items():
         members = frame[frame[f"in_{name}"]]
-        others = [c for c in _AXIS.values() if c != x_column]
+        others = [c for c in (*_AXIS.values(), "model_size") if c != x_column]
         for _key, cell in members.groupby(["task", "method", x_column, "ft_examples"], dropna=False):
             for other in others:
                 values = cell[other].dropna().unique()
@@ -281,8 +290,8 @@ def _check_cells(frame: pd.DataFrame, runs: list[RawRun]) -> None:
                     second = cell.index[cell[other] == values[1]][0]
                     raise DataError(
                         f"{_label(runs[first])} and {_label(runs[second])} are in the {name} factor at the same "
-                        f"{x_column} and ft_examples but differ in {other} ({values[0]:g} vs {values[1]:g}); give "
-                        "each run its factor (--field factor=...)"
+                        f"{x_column} and ft_examples but differ in {other} ({_show(values[0])} vs {_show(values[1])}); "
+                        "give each run its factor (--field factor=...)"
                     )
             seeds = cell["seed"].fillna(-1)
             if seeds.duplicated().any():
@@ -290,8 +299,8 @@ def _check_cells(frame: pd.DataFrame, runs: list[RawRun]) -> None:
                 raise DataError(
                     f"{_label(runs[dup[0]])} and {_label(runs[dup[1]])}: two runs of one {name} cell "
                     f"({x_column} {cell[x_column].iloc[0]:g}, ft_examples {cell['ft_examples'].iloc[0]:g}) with "
-                    "the same seed; map what tells them apart (seed, pretrain_tokens, pet_size) or import each run "
-                    "once"
+                    "the same seed; map what tells them apart (seed, model_params or model_size, pretrain_tokens, "
+                    "pet_size) or import each run once"
                 )
 
 
