@@ -300,6 +300,9 @@ def test_wandb_offline_runs_and_export(tmp_path: Path) -> None:
         exported["loss"].sort_index(), table["loss"].sort_index(), check_exact=False
     )
     assert set(exported["source"]) == {"wandb-export"} and exported["best_step"].isna().all()
+    export.to_json(tmp_path / "export.json", orient="records")
+    as_json = import_runs([str(tmp_path / "export.json")], load_mapping(fields=fields)).set_index("run_name")
+    pd.testing.assert_series_equal(as_json["loss"].sort_index(), exported["loss"].sort_index())
 
 
 # ----- the command --------------------------------------------------------------------------------------------
@@ -314,10 +317,14 @@ def test_cli_writes_the_table_fit_reads_and_fails_in_one_line(tmp_path: Path) ->
     assert missing.returncode == 2 and not out.exists()
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and "ft_examples" in lines[0] and "run '" in lines[0], missing.stderr
-    done = run_cli(*base, "--field", "ft_examples=key:n_examples")
+    mapping = tmp_path / "import.yaml"
+    mapping.write_text("task: demo\nfields:\n  ft_examples: {key: n_examples}\n")
+    done = run_cli(*base, "--mapping", str(mapping), "--metric", "train_loss=train/loss")
     assert done.returncode == 0, done.stderr
     assert f"imported {len(GRID)} runs" in done.stdout
     table = pd.read_csv(out)
+    # the extra column is the metric at the step of the best dev loss
+    assert set(table["task"]) == {"demo"} and (table["train_loss"] - table["loss"]).round(6).eq(1).all()
     assert {
         "run_id",
         "task",

@@ -39,6 +39,11 @@ def import_command(
     ),
     pick: str | None = typer.Option(None, "--pick", help="best (lowest logged value, default) | last."),
     task: str | None = typer.Option(None, "--task", help="Task name of every run (default: 'task')."),
+    metrics: list[str] = typer.Option(
+        [],
+        "--metric",
+        help="An extra column from a metric, COLUMN=METRIC (e.g. bleu=eval_bleu), at the loss's step.",
+    ),
 ) -> None:
     """Import finetuning runs (HF Trainer, TensorBoard, MLflow, W&B) into one results table: the columns of
     ``ftscale study export``, so ``ftscale fit/report/advise`` read it unchanged."""
@@ -49,7 +54,7 @@ def import_command(
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise UserError(f"--out {out}: name a .csv or .parquet file")
-    mapping = load_mapping(mapping_file, fields=fields, loss=loss, pick=pick, task=task)
+    mapping = load_mapping(mapping_file, fields=fields, loss=loss, pick=pick, task=task, metrics=metrics)
     table = import_runs(locations, mapping, source)
     path = write_table(table, out, suffix.lstrip("."))
     by_method = table.groupby("method").size()

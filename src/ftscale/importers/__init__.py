@@ -28,14 +28,17 @@ def import_runs(
     loss: str | None = None,
     pick: str | None = None,
     task: str | None = None,
+    metrics: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     r"""The results table of every run found at ``locations`` (paths, or MLflow tracking URIs).
 
     ``mapping`` is an :class:`ImportMapping` or a YAML file; ``fields`` adds to it as on the command line, as a
-    dict (``{"ft_examples": r"regex:-n(\d+)"}``) or ``NAME=KIND:VALUE`` strings."""
+    dict (``{"ft_examples": r"regex:-n(\d+)"}``) or ``NAME=KIND:VALUE`` strings; ``metrics`` adds columns
+    (``{"bleu": "eval_bleu"}``: its value at the loss's step)."""
     if isinstance(locations, str | Path):
         locations = [locations]
     flags = [f"{k}={v}" for k, v in fields.items()] if isinstance(fields, Mapping) else list(fields or [])
-    mapping = load_mapping(mapping, fields=flags, loss=loss, pick=pick, task=task)
+    extra = [f"{column}={metric}" for column, metric in (metrics or {}).items()]
+    mapping = load_mapping(mapping, fields=flags, loss=loss, pick=pick, task=task, metrics=extra)
     runs = [run for location in locations for run in read_runs(str(location), source)]
     return results_frame(runs, mapping)

@@ -143,8 +143,10 @@ def load_mapping(
     loss: str | None = None,
     pick: str | None = None,
     task: str | None = None,
+    metrics: list[str] | None = None,
 ) -> ImportMapping:
-    """The mapping of a YAML file (or a copy of a mapping, if given) with the command line's flags on top."""
+    """The mapping of a YAML file (or a copy of a mapping, if given) with the command line's flags on top;
+    ``metrics`` are ``COLUMN=METRIC`` pairs: extra columns of the table (e.g. ``bleu=eval_bleu``)."""
     payload: dict[str, Any] = {}
     where = "the import mapping"
     if isinstance(path, ImportMapping):
@@ -176,4 +178,9 @@ def load_mapping(
         mapping.loss.pick = pick  # type: ignore[assignment]
     if task is not None:
         mapping.task = task
+    for text in metrics or []:
+        column, sep, metric = text.partition("=")
+        if not sep or not column.strip() or not metric.strip():
+            raise UserError(f"--metric {text!r}: write COLUMN=METRIC, e.g. bleu=eval_bleu")
+        mapping.metrics[column.strip()] = metric.strip()
     return mapping
