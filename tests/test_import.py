@@ -17,7 +17,7 @@ from ftscale.errors import DataError, UserError
 from ftscale.importers import ImportMapping, import_runs, load_mapping
 from ftscale.importers.mapping import parse_field_flag
 from ftscale.importers.sources import RawRun
-from ftscale.importers.table import as_count, results_frame
+from ftscale.importers.table import as_count, params_label, results_frame
 from ftscale.study.results import LEADING_COLUMNS
 
 # A small grid: two model sizes × two data sizes for FMT, and LoRA at two ranks on the smaller model.
@@ -70,6 +70,7 @@ def test_field_flags_and_mapping_file(tmp_path: Path) -> None:
     spec.write_text("loss: [oops\n")
     with pytest.raises(DataError, match="not valid YAML"):
         load_mapping(spec)
+    assert [params_label(n) for n in (2992, 1.3e6, 7e9, 40)] == ["2.99k", "1.3M", "7B", "40p"]
     assert (
         as_count("1.2M") == 1.2e6 and as_count("600k") == 6e5 and as_count(7) == 7.0 and as_count("x") is None
     )
@@ -122,6 +123,14 @@ def test_best_and_last_loss_and_the_factor_grid() -> None:
     assert best["loss"].tolist() == pytest.approx(expected) and set(best["best_step"]) == {30.0}
     last = results_frame(runs, load_mapping(fields=fields, pick="last"))
     assert last["loss"].tolist() == pytest.approx([v + 0.05 for v in expected])
+    # where the best dev loss was and the last evaluation, whichever value is taken: the regime check's input
+    from ftscale.study.regime import budget_bound_flags
+
+    assert set(last["best_step"]) == {30.0} and set(last["steps_run"]) == {40.0}
+    assert not budget_bound_flags(last).any()
+    for run in runs:
+        run.series["eval_loss"] = run.series["eval_loss"][:3]  # stopped while still improving
+    assert budget_bound_flags(results_frame(runs, load_mapping(fields=fields))).all()
     flags = best.set_index("run_name")[["in_model_size", "in_pet_size"]]
     # LoRA's anchor rank is 4 (used with both models): rank 8 runs are only in the PET-size factor
     assert flags.loc["lora-m1-r8-n100"].tolist() == [False, True]
@@ -181,8 +190,9 @@ def test_trainer_directories_with_and_without_an_adapter(trainer_runs: Path) -> 
 
     from ftscale.models.family import parameter_counts
 
-    expected = parameter_counts(GPT2LMHeadModel.from_pretrained(trainer_runs / "base")).non_embedding
-    assert table["model_params"].tolist() == [expected, expected]
+    counts = parameter_counts(GPT2LMHeadModel.from_pretrained(trainer_runs / "base"))
+    assert table["model_params"].tolist() == [counts.non_embedding] * 2
+    assert table["base_total_params"].tolist() == [counts.total] * 2
     for name in ("fmt-n16", "lora-n16"):
         state = json.loads((trainer_runs / "runs" / name / "trainer_state.json").read_text())
         evals = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e]

@@ -228,18 +228,19 @@ def _adapter_facts(run: RawRun, run_dir: Path, state_dir: Path) -> None:
         run.problems["model_params"] = "the run has no config.json and no adapter naming its base model"
         return
     try:
-        config, params = model_config(where)
+        config, counts = model_config(where)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run.problems["model_params"] = f"its model config {where!r} cannot be read ({first[:200]})"
         return
     run.config.update(flatten(config, "model."))
-    run.defaults["model_params"] = params
+    run.defaults["model_params"] = counts.non_embedding
+    run.defaults["base_total_params"] = counts.total  # the regime check's tokens per parameter
 
 
 @cache
-def model_config(path_or_id: str) -> tuple[dict[str, Any], int]:
-    """A model's configuration and its non-embedding parameter count (X on the model-size axis), counted by
+def model_config(path_or_id: str) -> tuple[dict[str, Any], Any]:
+    """A model's configuration and its parameter counts (``non_embedding``: X on the model-size axis), counted by
     building the model on the meta device (no weights are read or allocated)."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
@@ -252,7 +253,7 @@ def model_config(path_or_id: str) -> tuple[dict[str, Any], int]:
             model = AutoModelForCausalLM.from_config(config)
         except ValueError:  # not a causal LM architecture (e.g. an encoder-decoder)
             model = AutoModel.from_config(config)
-    return json.loads(config.to_json_string()), parameter_counts(model).non_embedding
+    return json.loads(config.to_json_string()), parameter_counts(model)
 
 
 # --- TensorBoard -----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -76,6 +77,15 @@ def as_count(value: Any) -> float | None:
     return float(match.group(1)) * _SUFFIX.get(match.group(2).lower(), 1.0)
 
 
+def params_label(count: float) -> str:
+    """A model's name from its parameter count when none is given: ``2.99k``, ``1.3M``, ``7B`` (a text, not a
+    number, in a CSV)."""
+    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return f"{count:.3g}p"
+
+
 def _regex_target(run: RawRun, on: str) -> str:
     if on == "tags":
         return ",".join(f"{k}={v}" if v != "true" else k for k, v in sorted(run.tags.items()))
@@ -122,9 +132,21 @@ def _resolve(run: RawRun, name: str, source: FieldSource, loss_step: float | Non
     return found.pop()
 
 
-def pick_loss(run: RawRun, mapping: ImportMapping) -> tuple[str, float, float | None]:
-    """(metric, loss, step): the lowest or the last logged value of the loss metric; a metric with no history
-    (only a final value, e.g. ``eval_results.json``) gives that value and no step."""
+@dataclass(frozen=True)
+class LossPick:
+    """The loss of a run: its metric, the value taken and at which step, and where its best value and its last
+    evaluation were (the regime check compares those two: a run whose best came last was budget-bound)."""
+
+    metric: str
+    value: float
+    step: float | None
+    best_step: float | None
+    last_step: float | None
+
+
+def pick_loss(run: RawRun, mapping: ImportMapping) -> LossPick:
+    """The lowest (``best``) or the last logged value of the loss metric; a metric with no history (only a final
+    value, e.g. ``eval_results.json``) gives that value and no steps."""
     wanted = mapping.loss.metric
     known = set(run.series) | set(run.summary)
     if wanted is None:
@@ -135,13 +157,15 @@ def pick_loss(run: RawRun, mapping: ImportMapping) -> tuple[str, float, float | 
                 f"with --loss METRIC ({_hint('loss', sorted(known))})",
             )  # fmt: skip
         wanted = present[0]
-    series = [(s, v) for s, v in run.series.get(wanted, []) if math.isfinite(v)]
+    series = sorted((s, v) for s, v in run.series.get(wanted, []) if math.isfinite(v))
     if series:
-        series.sort(key=lambda item: item[0])
-        step, value = min(series, key=lambda item: item[1]) if mapping.loss.pick == "best" else series[-1]
-        return wanted, value, step
+        best_step, best = min(series, key=lambda item: item[1])
+        last_step, last = series[-1]
+        if mapping.loss.pick == "best":
+            return LossPick(wanted, best, best_step, best_step, last_step)
+        return LossPick(wanted, last, last_step, best_step, last_step)
     if wanted in run.summary:
-        return wanted, float(run.summary[wanted]), None
+        return LossPick(wanted, float(run.summary[wanted]), None, None, None)
     raise _fail(run, "loss", f"metric {wanted!r} not logged; {_hint(wanted, sorted(known))}")
 
 
@@ -157,8 +181,9 @@ def _method(run: RawRun, value: Any) -> str:
 
 def run_row(run: RawRun, mapping: ImportMapping) -> dict[str, Any]:
     """One row of the results table for one run."""
-    metric, loss, step = pick_loss(run, mapping)
-    row: dict[str, Any] = {"loss": loss, "loss_metric": metric, "best_step": step}
+    picked = pick_loss(run, mapping)
+    step = picked.step
+    row: dict[str, Any] = {"loss": picked.value, "loss_metric": picked.metric, "best_step": picked.best_step}
     for name in ("method", "model_params", "model_size", "pretrain_tokens", "checkpoint_kind", "pet_size",
                  "ft_examples", "seed", "factor", "heldout", "task"):  # fmt: skip
         source = mapping.fields.get(name)
@@ -199,10 +224,11 @@ def run_row(run: RawRun, mapping: ImportMapping) -> dict[str, Any]:
     row = {k: v for k, v in row.items() if not k.startswith("_")}
     row["task"] = str(row["task"]) if row["task"] is not None else (mapping.task or "task")
     if row["model_size"] is None and row["model_params"] is not None:
-        row["model_size"] = f"{row['model_params']:.3g}"
+        row["model_size"] = params_label(row["model_params"])
     for column, wanted in mapping.metrics.items():
         row[column] = _resolve(run, column, FieldSource(metric=wanted), step)
-    row["steps_run"] = max((s for s, _ in run.series.get(metric, [])), default=None)
+    row["steps_run"] = picked.last_step  # the last evaluation: the regime check's budget-bound test
+    row["base_total_params"] = run.defaults.get("base_total_params")
     row["run_id"] = hashlib.sha1(run.path.encode()).hexdigest()[:16]
     row["run_name"] = run.name
     row["source"] = run.source
