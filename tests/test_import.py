@@ -16,7 +16,7 @@ from conftest import cli_env, run_cli
 from ftscale.errors import DataError, UserError
 from ftscale.importers import ImportMapping, import_runs, load_mapping
 from ftscale.importers.mapping import parse_field_flag
-from ftscale.importers.sources import RawRun
+from ftscale.importers.sources import RawRun, read_runs
 from ftscale.importers.table import as_count, params_label, results_frame
 from ftscale.study.results import LEADING_COLUMNS
 
@@ -251,6 +251,7 @@ def test_mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             client.log_param(run.info.run_id, "lora_r", rank)
         for step, value in enumerate(_curve(loss), 1):
             client.log_metric(run.info.run_id, "eval_loss", value, step=step * 10)
+            client.log_metric(run.info.run_id, "train_loss", value + 1, step=step * 10)
         client.set_terminated(run.info.run_id)
     fields = [
         "method=tag:method",
@@ -265,6 +266,11 @@ def test_mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert (row["loss"], row["model_params"], row["ft_examples"]) == (pytest.approx(loss), params, n)
     # a tracking URI works as well as the directory
     assert len(import_runs([store.as_uri()], load_mapping(fields=fields))) == len(GRID)
+    # the store is asked only for the histories the import needs; other metrics come as their last values
+    (run, *_) = read_runs(store.as_uri(), histories={"eval_loss"})
+    assert (
+        set(run.series) == {"eval_loss"} and len(run.series["eval_loss"]) == 4 and "train_loss" in run.summary
+    )
 
 
 # ----- Weights & Biases ---------------------------------------------------------------------------------------
@@ -331,7 +337,9 @@ def test_cli_writes_the_table_fit_reads_and_fails_in_one_line(tmp_path: Path) ->
     mapping.write_text("task: demo\nfields:\n  ft_examples: {key: n_examples}\n")
     done = run_cli(*base, "--mapping", str(mapping), "--metric", "train_loss=train/loss")
     assert done.returncode == 0, done.stderr
-    assert f"imported {len(GRID)} runs" in done.stdout
+    assert (
+        f"imported {len(GRID)} runs" in done.stdout and f"{len(GRID)} tensorboard runs read in" in done.stdout
+    )
     table = pd.read_csv(out)
     # the extra column is the metric at the step of the best dev loss
     assert set(table["task"]) == {"demo"} and (table["train_loss"] - table["loss"]).round(6).eq(1).all()

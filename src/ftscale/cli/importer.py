@@ -55,7 +55,7 @@ def import_command(
     if suffix not in (".csv", ".parquet"):
         raise UserError(f"--out {out}: name a .csv or .parquet file")
     mapping = load_mapping(mapping_file, fields=fields, loss=loss, pick=pick, task=task, metrics=metrics)
-    table = import_runs(locations, mapping, source)
+    table = import_runs(locations, mapping, source, notify=lambda line: console.print(line, markup=False))
     path = write_table(table, out, suffix.lstrip("."))
     by_method = table.groupby("method").size()
     counts = ", ".join(f"{count} {method}" for method, count in by_method.items())

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -117,8 +117,12 @@ def detect_source(path: Path) -> str:
     )
 
 
-def read_runs(location: str, source: str | None = None) -> list[RawRun]:
-    """Every run at ``location`` (a path, or an MLflow tracking URI)."""
+def read_runs(
+    location: str, source: str | None = None, histories: Collection[str] | None = None
+) -> list[RawRun]:
+    """Every run at ``location`` (a path, or an MLflow tracking URI). ``histories``: the metrics whose every
+    logged value is needed (the loss, mapped metrics); a tracking server is asked for only those histories, the
+    other metrics come as their last values. None: all."""
     is_uri = re.match(r"^[a-z][a-z0-9+.-]*://", location) is not None or location.startswith("file:")
     if source is None:
         source = "mlflow" if is_uri else detect_source(Path(location))
@@ -133,7 +137,7 @@ def read_runs(location: str, source: str | None = None) -> list[RawRun]:
         "wandb": read_wandb_offline,
         "wandb-export": read_wandb_export,
     }[source]
-    runs = list(reader(location))
+    runs = list(reader(location, histories) if source == "mlflow" else reader(location))
     if not runs:
         raise DataError(f"{location}: no {source} runs found")
     return runs
@@ -302,7 +306,7 @@ def read_tensorboard(location: str) -> Iterator[RawRun]:
 # --- MLflow ----------------------------------------------------------------------------------------------------
 
 
-def read_mlflow(location: str) -> Iterator[RawRun]:
+def read_mlflow(location: str, histories: Collection[str] | None = None) -> Iterator[RawRun]:
     try:
         import mlflow
         from mlflow.exceptions import MlflowException
@@ -325,7 +329,7 @@ def read_mlflow(location: str) -> Iterator[RawRun]:
                 run.tags.update({k: v for k, v in data.tags.items() if not k.startswith("mlflow.")})
                 run.tags.setdefault("experiment", experiment.name)
                 run.summary.update({k: float(v) for k, v in data.metrics.items()})
-                for key in data.metrics:
+                for key in data.metrics if histories is None else set(data.metrics) & set(histories):
                     history = client.get_metric_history(info.run_id, key)
                     run.series[key] = [(float(m.step), float(m.value)) for m in history]
                 yield run
