@@ -302,16 +302,24 @@ def test_a_stopped_driver_cancels_its_jobs(tmp_path: Path, local_slurm: Path) ->
 # --- (5) time limits, preemption and lost jobs ------------------------------------------------------------
 
 
+def _scheduler_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, behaviours: str, time_min: int
+) -> dict[str, dict[str, Any]]:
+    """Run the mini study on the Slurm backend with the first finetuning jobs doing ``behaviours`` to themselves;
+    every job must end done. The store's rows by job id."""
+    monkeypatch.setenv(SCHEDULER_ENV, behaviours)
+    summary = run_study(
+        mini(time_min=time_min), tmp_path / "s", scheduler_job, backend="slurm", workers=4, progress=False
+    )
+    assert summary.done == summary.total and summary.failed == 0
+    return _rows(tmp_path / "s")
+
+
 def test_a_timed_out_job_is_retried_and_a_lost_one_resubmitted_without_counting(
     tmp_path: Path, local_slurm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(SCHEDULER_ENV, "timeout,lost")
     # time_min 1: submitit takes the warning signal for the time limit (with 60 min it would be a preemption)
-    summary = run_study(
-        mini(time_min=1), tmp_path / "s", scheduler_job, backend="slurm", workers=4, progress=False
-    )
-    assert summary.done == summary.total and summary.failed == 0
-    rows = _rows(tmp_path / "s")
+    rows = _scheduler_run(tmp_path, monkeypatch, "timeout,lost", time_min=1)
     timed_out, lost = (tmp_path / "timeout").read_text(), (tmp_path / "lost").read_text()
     assert rows[timed_out]["attempts"] == 2 and rows[timed_out]["failures"] == 1
     assert rows[lost]["attempts"] == 2 and rows[lost]["failures"] == 0
@@ -321,12 +329,7 @@ def test_a_timed_out_job_is_retried_and_a_lost_one_resubmitted_without_counting(
 def test_a_preempted_job_is_requeued_by_submitit_as_the_same_attempt(
     tmp_path: Path, local_slurm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(SCHEDULER_ENV, "preempt")
-    summary = run_study(
-        mini(time_min=60), tmp_path / "s", scheduler_job, backend="slurm", workers=4, progress=False
-    )
-    assert summary.done == summary.total
-    rows = _rows(tmp_path / "s")
+    rows = _scheduler_run(tmp_path, monkeypatch, "preempt", time_min=60)
     preempted = (tmp_path / "preempt").read_text()
     assert rows[preempted]["attempts"] == 1 and rows[preempted]["failures"] == 0
     assert _count(local_slurm, "end") == dict.fromkeys(rows, 1)
