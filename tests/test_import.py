@@ -408,3 +408,24 @@ def test_models_known_only_by_name_still_separate_the_pretraining_factor() -> No
     assert set(table.loc[table["model_size"] == "m1", "checkpoint_kind"]) == {"final", "intermediate"}
     with pytest.raises(DataError, match=r"map what tells them apart .*model_size"):
         results_frame(runs, load_mapping(fields=fields))
+
+
+def test_damaged_artefacts_are_one_line_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "run-n5"
+    broken.mkdir(parents=True)
+    (broken / "trainer_state.json").write_text("{oops")
+    unknown = tmp_path / "unknown" / "run-n5"
+    unknown.mkdir(parents=True)
+    (unknown / "trainer_state.json").write_text('{"log_history": [{"eval_loss": 1.0, "step": 1}]}')
+    (unknown / "adapter_config.json").write_text('{"peft_type": "NOPE"}')
+    for folder, expected in (("broken", "not a Trainer state"), ("unknown", "peft_type 'NOPE'")):
+        done = run_cli(
+            "import",
+            str(tmp_path / folder),
+            "--out",
+            str(tmp_path / "o.csv"),
+            "--field",
+            "ft_examples=const:5",
+        )
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()

@@ -210,6 +210,10 @@ def _adapter_facts(run: RawRun, run_dir: Path, state_dir: Path) -> None:
     else:
         try:
             adapter = PeftConfig.from_pretrained(str(adapter_dir))
+        except KeyError as exc:  # peft knows no such peft_type
+            raise DataError(
+                f"{adapter_dir / 'adapter_config.json'}: peft_type {exc} is not a PEFT method peft knows"
+            ) from None
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(
                 f"{adapter_dir / 'adapter_config.json'}: not a PEFT adapter config ({exc})"
